@@ -1,0 +1,98 @@
+"""Command-line flags of `main.py`, and their translation to a TrainConfig.
+
+Flags left unset take the protocol's defaults for the chosen dataset and
+shots (BRIEF §1 and §5); library code never reads these flags.
+"""
+
+from absl import flags as absl_flags
+
+from metalstm_tf.config import TrainConfig
+
+FLAGS = absl_flags.FLAGS
+DATASETS = ("omniglot", "mini_imagenet", "sine")
+
+absl_flags.DEFINE_enum("dataset", "omniglot", list(DATASETS),
+                       "Benchmark to meta-train on.")
+absl_flags.DEFINE_enum("mode", "train", ["train", "test", "export"],
+                       "train: meta-train (resuming if a checkpoint exists), "
+                       "then test the best model and export it; test: "
+                       "evaluate the best checkpoint; export: write the "
+                       "SavedModel of the best checkpoint.")
+absl_flags.DEFINE_integer("ways", 5, "Classes per episode (N-way).")
+absl_flags.DEFINE_integer("shots", 1, "Support examples per class (K-shot); "
+                          "support points for sine.")
+absl_flags.DEFINE_integer("queries", None, "Query examples per class "
+                          "(default 15; 50 query points for sine).")
+absl_flags.DEFINE_integer("inner_steps", None, "Learner updates per episode "
+                          "(default: 12 for 1-shot, 8 otherwise).")
+absl_flags.DEFINE_integer("inner_batch_size", None, "Examples per inner "
+                          "update (default: the whole support set).")
+absl_flags.DEFINE_integer("episodes", None, "Meta-training episodes "
+                          "(default: 75,000 for 1-shot, 50,000 otherwise; "
+                          "70,000 tasks for sine).")
+absl_flags.DEFINE_integer("meta_batch_size", 1, "Episodes per meta-update.")
+absl_flags.DEFINE_integer("val_every", None, "Episodes between validations "
+                          "(default 500; 2,500 for sine).")
+absl_flags.DEFINE_integer("val_episodes", None, "Validation episodes "
+                          "(default 100; 1,000 for sine).")
+absl_flags.DEFINE_integer("test_episodes", None, "Test episodes "
+                          "(default 600; 2,000 for sine).")
+absl_flags.DEFINE_float("lr", 1e-3, "Adam learning rate of the meta-learner.")
+absl_flags.DEFINE_float("clip", 0.25, "Global-norm clip of the meta-gradient.")
+absl_flags.DEFINE_integer("hidden_size", 20, "Hidden units of the "
+                          "meta-learner's first (LSTM) layer.")
+absl_flags.DEFINE_integer("filters", 32, "Channels of the Conv-4 learner.")
+absl_flags.DEFINE_bool("preprocess", True, "Log/sign-preprocess the loss and "
+                       "gradient fed to the meta-learner (--nopreprocess "
+                       "feeds them raw).")
+absl_flags.DEFINE_bool("second_order", False, "Back-propagate through the "
+                       "learner's gradients (second-order meta-gradients).")
+absl_flags.DEFINE_bool("xla", None, "Compile the meta-training step with XLA "
+                       "(default: the faster choice measured on CPU, off).")
+absl_flags.DEFINE_bool("augment", None, "Augment training episodes (default: "
+                       "on for mini_imagenet, off otherwise).")
+absl_flags.DEFINE_integer("seed", 0, "Seed of initial weights and episodes.")
+absl_flags.DEFINE_integer("checkpoint_every", 100, "Episodes between "
+                          "checkpoints.")
+absl_flags.DEFINE_string("data_dir", None, "Directory holding omniglot/ and "
+                         "mini-imagenet/ (default: $METALSTM_DATA_DIR, else "
+                         "~/.cache/metalstm/data; Omniglot is downloaded "
+                         "there when missing).")
+absl_flags.DEFINE_string("cache_dir", None, "Directory of derived array "
+                         "caches (default: $METALSTM_CACHE_DIR, else "
+                         "~/.cache/metalstm/cache).")
+absl_flags.DEFINE_string("logdir", None, "Directory of checkpoints, "
+                         "TensorBoard logs and the SavedModel (default: "
+                         "runs/<dataset>_<ways>w<shots>s_seed<seed>).")
+
+
+def _default(value, fallback):
+  return fallback if value is None else value
+
+
+def config_from_flags(f=FLAGS) -> TrainConfig:
+  """The run configuration the flags describe."""
+  sine = f.dataset == "sine"
+  one_shot = f.shots == 1
+  way = 1 if sine else f.ways
+  queries = _default(f.queries, 50 if sine else 15)
+  inner_steps = _default(f.inner_steps, 12 if one_shot and not sine else 8)
+  if sine:
+    episodes = _default(f.episodes, 70000)
+  else:
+    episodes = _default(f.episodes, 75000 if one_shot else 50000)
+  logdir = _default(
+      f.logdir, f"runs/{f.dataset}_{way}w{f.shots}s_seed{f.seed}")
+  return TrainConfig(
+      dataset=f.dataset, way=way, shot=f.shots, queries=queries,
+      inner_steps=inner_steps,
+      inner_batch_size=_default(f.inner_batch_size, way * f.shots),
+      episodes=episodes, meta_batch_size=f.meta_batch_size,
+      val_every=_default(f.val_every, 2500 if sine else 500),
+      val_episodes=_default(f.val_episodes, 1000 if sine else 100),
+      test_episodes=_default(f.test_episodes, 2000 if sine else 600),
+      lr=f.lr, clip=f.clip, hidden_size=f.hidden_size, filters=f.filters,
+      preprocess=f.preprocess, second_order=f.second_order,
+      xla=_default(f.xla, False),
+      augment=_default(f.augment, f.dataset == "mini_imagenet"),
+      seed=f.seed, logdir=logdir, checkpoint_every=f.checkpoint_every)

@@ -1,0 +1,128 @@
+"""Meta-train, test and export the Meta-Learner LSTM.
+
+  python main.py --dataset=omniglot --shots=1
+
+trains (resuming from the last checkpoint if the run was interrupted),
+validates every --val_every episodes keeping the best model, tests it on
+--test_episodes episodes, writes TensorBoard logs under --logdir and exports
+a SavedModel to <logdir>/saved_model. The last line printed is
+
+  RESULT dataset=... ways=... shots=... split=test metric=... mean=... ci95=... episodes=...
+"""
+
+import json
+import sys
+import time
+
+import flags as metalstm_flags  # Defines the flags.
+from absl import app
+from absl import logging
+
+FLAGS = metalstm_flags.FLAGS
+
+
+class ProgressBar:
+  """A one-line progress bar with ETA and running loss/metric on stderr."""
+
+  def __init__(self, metric: str, scale: float, width: int = 30):
+    self.metric, self.scale, self.width = metric, scale, width
+    self.last = 0.0
+    self.tty = sys.stderr.isatty()
+
+  def __call__(self, episode: int, total: int, stats: dict) -> None:
+    now = time.time()
+    finished = stats["done"] >= stats["todo"]
+    if now - self.last < (0.5 if self.tty else 30.0) and not finished:
+      return
+    self.last = now
+    rate = stats["done"] / max(stats["seconds"], 1e-9)
+    eta = (total - episode) / max(rate, 1e-9)
+    filled = int(self.width * episode / total)
+    bar = "=" * filled + "." * (self.width - filled)
+    line = (f"[{bar}] {episode}/{total} {rate:.2f} ep/s ETA "
+            f"{time.strftime('%H:%M:%S', time.gmtime(eta))} loss "
+            f"{stats['loss']:.4f} {self.metric} "
+            f"{stats['metric'] * self.scale:.3f}")
+    sys.stderr.write(("\r" + line) if self.tty else (line + "\n"))
+    if finished and self.tty:
+      sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def result_line(config, metric: str, split: str, result: dict) -> str:
+  digits = 2 if metric == "accuracy" else 5
+  return (f"RESULT dataset={config.dataset} ways={config.way} "
+          f"shots={config.shot} split={split} metric={metric} "
+          f"mean={result['mean']:.{digits}f} ci95={result['ci95']:.{digits}f} "
+          f"episodes={result['episodes']}")
+
+
+def build(config, data_dir=None, cache_dir=None):
+  """Task, update rule and trainer for `config`."""
+  from metalstm_tf import tasks, trainer
+  from metalstm_tf.update_rules import MetaLSTM
+  if config.dataset == "sine":
+    from metalstm_tf import sine
+    task = sine.sine_task(config)
+  else:
+    import data_prep
+    task = tasks.image_task(
+        data_prep.load_splits(config.dataset, data_dir, cache_dir), config)
+  rule = MetaLSTM(task.learner.initial_theta(), hidden_size=config.hidden_size,
+                  preprocess=config.preprocess, seed=config.seed)
+  return task, rule, trainer.MetaTrainer(task, rule, config)
+
+
+def export(config, task, rule, logdir):
+  from metalstm_tf import export as export_lib
+  import tensorflow as tf
+  input_shape = task.learner.example_shape
+  path = export_lib.export_saved_model(
+      logdir / "saved_model", task.learner, rule, config.inner_steps,
+      config.inner_batch_size, config.way * config.shot, input_shape,
+      label_dtype=tf.int32 if task.metric == "accuracy" else tf.float32)
+  logging.info("Exported the SavedModel to %s.", path)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.INFO)
+  import keras
+  import data_prep
+  try:
+    config = metalstm_flags.config_from_flags()
+  except ValueError as e:
+    sys.stderr.write(f"error: {e}\n")
+    return 2
+  keras.utils.set_random_seed(config.seed)
+  try:
+    task, rule, trainer = build(config, FLAGS.data_dir, FLAGS.cache_dir)
+  except data_prep.DatasetError as e:
+    sys.stderr.write(f"error: {e}\n")
+    return 1
+  logdir = trainer.logdir
+  logdir.mkdir(parents=True, exist_ok=True)
+  (logdir / "config.json").write_text(json.dumps(config.__dict__, indent=2))
+  logging.info("Run directory: %s (tensorboard --logdir %s)", logdir, logdir)
+  mode = FLAGS.mode
+  if mode == "train":
+    trainer.fit(on_progress=ProgressBar(task.metric, task.report_scale))
+  try:
+    trainer.restore_best()
+  except FileNotFoundError as e:
+    sys.stderr.write(f"error: {e}\n")
+    return 1
+  if mode in ("train", "export"):
+    export(config, task, rule, logdir)
+  if mode == "export":
+    return 0
+  result = trainer.test()
+  line = result_line(config, task.metric, "test", result)
+  (logdir / "result.txt").write_text(line + "\n")
+  print(line, flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,64 @@
+"""Frozen configuration of a meta-training run (built by `flags/`)."""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Everything a run needs; defaults are the Ravi & Larochelle 1-shot ones.
+
+  Attributes:
+    dataset: 'omniglot', 'mini_imagenet' or 'sine'.
+    way, shot, queries: N-way, K-shot episodes with `queries` per class
+      (for sine: K support points and `queries` query points).
+    inner_steps: updates of the learner per episode.
+    inner_batch_size: examples per inner update.
+    episodes: meta-training episodes.
+    meta_batch_size: episodes per meta-update.
+    val_every, val_episodes: validation cadence and size.
+    test_episodes: episodes of the final test.
+    lr, clip: Adam learning rate and global gradient-norm clip.
+    hidden_size: layer-1 hidden units of the meta-learner.
+    filters: channels of the Conv-4 learner.
+    preprocess: log/sign preprocessing of the meta-learner's inputs.
+    second_order: differentiate through the learner's gradients.
+    xla: compile the meta-training step with XLA.
+    augment: augment training episodes.
+    seed: seed of initial weights and of the episode streams.
+    logdir: where checkpoints, summaries and the SavedModel go.
+    checkpoint_every: episodes between checkpoints.
+  """
+  dataset: str = "omniglot"
+  way: int = 5
+  shot: int = 1
+  queries: int = 15
+  inner_steps: int = 12
+  inner_batch_size: int = 5
+  episodes: int = 75000
+  meta_batch_size: int = 1
+  val_every: int = 500
+  val_episodes: int = 100
+  test_episodes: int = 600
+  lr: float = 1e-3
+  clip: float = 0.25
+  hidden_size: int = 20
+  filters: int = 32
+  preprocess: bool = True
+  second_order: bool = False
+  xla: bool = False
+  augment: bool = False
+  seed: int = 0
+  logdir: str = "runs/default"
+  checkpoint_every: int = 100
+
+  def __post_init__(self):
+    for name in ("way", "shot", "queries", "inner_steps", "inner_batch_size",
+                 "episodes", "meta_batch_size", "val_every", "val_episodes",
+                 "test_episodes", "hidden_size", "filters",
+                 "checkpoint_every"):
+      value = getattr(self, name)
+      if not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    if self.lr <= 0 or self.clip <= 0:
+      raise ValueError(f"lr and clip must be positive, got {self.lr}, "
+                       f"{self.clip}.")

@@ -1,0 +1,81 @@
+"""The inner loop: a learner adapted to one task by an update rule.
+
+Meta-gradients come from nesting: the caller records `adapt` under an outer
+`tf.GradientTape`, and `adapt` computes each learner gradient with an inner
+tape. First order (the paper): the loss and gradient fed to the update rule are
+wrapped in `tf.stop_gradient`, so the meta-gradient flows only along the
+parameter (cell-state) path and through the gates. Second order
+(004_1039c1b988ad2642): they are not, and the outer tape differentiates
+through the inner gradient computation as well.
+"""
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from metalstm_tf.learners.base import Learner
+from metalstm_tf.update_rules.base import UpdateRule
+
+
+class AdaptResult(NamedTuple):
+  """What an adaptation produced.
+
+  Attributes:
+    theta: adapted flat learner parameters `[P]`.
+    support_losses: `[num_steps]` inner loss before each step.
+    gates: gate name -> `[num_steps, P]` values (empty if the rule has none).
+  """
+  theta: tf.Tensor
+  support_losses: tf.Tensor
+  gates: dict
+
+
+def inner_batches(num_support: int, batch_size: int, num_steps: int):
+  """Start/stop indices of each step's mini-batch, cycling over the support.
+
+  Args:
+    num_support: support examples (already in random order).
+    batch_size: examples per step; clipped to `num_support`.
+    num_steps: how many steps.
+  """
+  batch_size = min(batch_size, num_support)
+  batches_per_pass = max(num_support // batch_size, 1)
+  out = []
+  for t in range(num_steps):
+    start = (t % batches_per_pass) * batch_size
+    out.append((start, start + batch_size))
+  return out
+
+
+def adapt(learner: Learner, rule: UpdateRule, support_x: tf.Tensor,
+          support_y: tf.Tensor, num_steps: int, batch_size: int,
+          second_order: bool = False) -> AdaptResult:
+  """Runs `num_steps` updates of `rule` on the support set.
+
+  Args:
+    learner: the learner (only its functional forward pass is used).
+    rule: the update rule, holding c_0.
+    support_x: `[way * shot, ...]` inputs.
+    support_y: `[way * shot]` targets.
+    num_steps: inner updates (an unrolled Python loop: static, XLA-friendly).
+    batch_size: examples per inner update.
+    second_order: differentiate through the learner's gradients.
+  """
+  n = int(support_x.shape[0])
+  theta = rule.initial_theta()
+  state = rule.init_state(theta)
+  losses, gates = [], {}
+  for start, stop in inner_batches(n, batch_size, num_steps):
+    x, y = support_x[start:stop], support_y[start:stop]
+    with tf.GradientTape() as tape:
+      tape.watch(theta)
+      loss = learner.loss(learner.apply_theta(theta, x), y)
+    grad = tape.gradient(loss, theta)
+    if not second_order:
+      grad, loss = tf.stop_gradient(grad), tf.stop_gradient(loss)
+    theta, state = rule.step(theta, grad, loss, state)
+    losses.append(loss)
+    for name, value in rule.gates(state).items():
+      gates.setdefault(name, []).append(value)
+  return AdaptResult(theta=theta, support_losses=tf.stack(losses),
+                     gates={k: tf.stack(v) for k, v in gates.items()})

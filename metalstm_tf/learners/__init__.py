@@ -1,0 +1,4 @@
+"""Learners: networks whose parameters the meta-learner owns."""
+
+from metalstm_tf.learners.base import Learner, ParamLayout
+from metalstm_tf.learners.conv4 import Conv4Learner

@@ -1,0 +1,79 @@
+"""The learner interface: a network whose parameters are passed in.
+
+The meta-learner owns the learner's parameters as one flat vector `theta`
+(`[P]`, one row per coordinate); `ParamLayout` converts between that vector and
+the list of shaped tensors the forward pass uses.
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+
+class ParamLayout:
+  """Names and shapes of a learner's parameters, in a fixed order."""
+
+  def __init__(self, names: list[str], shapes: list[tuple[int, ...]]):
+    self.names = list(names)
+    self.shapes = [tuple(int(d) for d in s) for s in shapes]
+    self.sizes = [math.prod(s) for s in self.shapes]
+    self.size = sum(self.sizes)
+
+  def unflatten(self, theta: tf.Tensor) -> list[tf.Tensor]:
+    """`[P]` -> list of tensors with `self.shapes`."""
+    parts = tf.split(theta, self.sizes)
+    return [tf.reshape(p, s) for p, s in zip(parts, self.shapes)]
+
+  def flatten(self, params: list[tf.Tensor]) -> tf.Tensor:
+    """List of tensors -> `[P]`."""
+    return tf.concat([tf.reshape(p, [-1]) for p in params], axis=0)
+
+  def offsets(self) -> dict[str, tuple[int, int]]:
+    """Name -> [start, stop) range in the flat vector."""
+    out, start = {}, 0
+    for n, size in zip(self.names, self.sizes):
+      out[n] = (start, start + size)
+      start += size
+    return out
+
+
+class Learner(keras.layers.Layer):
+  """A learner with a functional forward pass.
+
+  Subclasses create their weights in `__init__` (these are a fresh learner's
+  initial parameters, used to initialise the meta-learner's c_0) and implement
+  `forward(params, x)` and `loss(outputs, y)`.
+  """
+
+  @property
+  def layout(self) -> ParamLayout:
+    return ParamLayout([w.path for w in self._param_weights()],
+                       [w.shape for w in self._param_weights()])
+
+  def _param_weights(self):
+    return self.trainable_weights
+
+  def initial_theta(self) -> tf.Tensor:
+    """The learner's own weights as a flat `[P]` vector."""
+    return self.layout.flatten([tf.convert_to_tensor(w) for w in
+                                self._param_weights()])
+
+  def forward(self, params: list[tf.Tensor], x: tf.Tensor) -> tf.Tensor:
+    raise NotImplementedError
+
+  def loss(self, outputs: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """Scalar mean loss."""
+    raise NotImplementedError
+
+  def metric(self, outputs: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """Scalar task metric (accuracy for classifiers, MSE for regressors)."""
+    raise NotImplementedError
+
+  def apply_theta(self, theta: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+    """Forward pass with flat parameters `theta` `[P]`."""
+    return self.forward(self.layout.unflatten(theta), x)
+
+  def call(self, x):
+    return self.forward([tf.convert_to_tensor(w) for w in
+                         self._param_weights()], x)

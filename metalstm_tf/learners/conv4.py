@@ -1,0 +1,74 @@
+"""The Conv-4 learner of Ravi & Larochelle (BRIEF §1).
+
+4 x [3x3 conv (same padding), batch norm, ReLU, 2x2 max-pool] + linear.
+Batch norm always normalises with the current batch's statistics (training
+and test alike; nothing is carried across episodes), so the learner has no
+non-parameter state.
+"""
+
+import keras
+import tensorflow as tf
+
+from metalstm_tf.learners.base import Learner
+
+BN_EPSILON = 1e-5
+
+
+class Conv4Learner(Learner):
+  """Conv-4 classifier whose forward pass takes its parameters.
+
+  Args:
+    way: number of classes.
+    image_shape: `(H, W, C)`.
+    filters: channels of every conv layer.
+    seed: seed of the initial weights.
+  """
+
+  def __init__(self, way: int, image_shape: tuple[int, int, int],
+               filters: int = 32, seed: int | None = None, **kwargs):
+    super().__init__(**kwargs)
+    self.way, self.image_shape, self.filters = way, tuple(image_shape), filters
+    self.example_shape = self.image_shape
+    h, w, c = self.image_shape
+    init = lambda i: keras.initializers.GlorotUniform(
+        seed=None if seed is None else seed + i)
+    in_ch = c
+    for i in range(4):
+      self.add_weight(shape=(3, 3, in_ch, filters), initializer=init(i),
+                      name=f"conv{i}_kernel")
+      self.add_weight(shape=(filters,), initializer="zeros",
+                      name=f"conv{i}_bias")
+      self.add_weight(shape=(filters,), initializer="ones", name=f"bn{i}_gamma")
+      self.add_weight(shape=(filters,), initializer="zeros", name=f"bn{i}_beta")
+      in_ch = filters
+      h, w = h // 2, w // 2
+    if h < 1 or w < 1:
+      raise ValueError(f"Images of {image_shape} are too small for 4 pooling "
+                       "layers; they must be at least 16x16.")
+    self.feature_size = h * w * filters
+    self.add_weight(shape=(self.feature_size, way), initializer=init(4),
+                    name="logits_kernel")
+    self.add_weight(shape=(way,), initializer="zeros", name="logits_bias")
+    self.built = True
+
+  def forward(self, params: list[tf.Tensor], x: tf.Tensor) -> tf.Tensor:
+    """Logits `[B, way]` of images `x` `[B, H, W, C]`."""
+    for i in range(4):
+      kernel, bias, gamma, beta = params[4 * i:4 * i + 4]
+      x = tf.nn.conv2d(x, kernel, strides=1, padding="SAME") + bias
+      mean, var = tf.nn.moments(x, axes=[0, 1, 2])
+      x = tf.nn.batch_normalization(x, mean, var, beta, gamma, BN_EPSILON)
+      x = tf.nn.relu(x)
+      x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
+    x = tf.reshape(x, [-1, self.feature_size])
+    return tf.matmul(x, params[16]) + params[17]
+
+  def loss(self, outputs, y):
+    return tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y,
+                                                       logits=outputs))
+
+  def metric(self, outputs, y):
+    return tf.reduce_mean(
+        tf.cast(tf.equal(tf.argmax(outputs, -1, output_type=tf.int32), y),
+                tf.float32))

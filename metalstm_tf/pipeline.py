@@ -1,0 +1,68 @@
+"""tf.data assembly of episodes: numpy sampling -> gather -> augment -> batch.
+
+Episode `i` of a stream is a pure function of `(seed, i)`: the sampler gets the
+generator `episode_rng(seed, i)` and augmentation the stateless seed
+`(seed, i)`. A stream can therefore start at any episode (resumed training)
+and reproduces exactly, whatever the parallelism.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from data_prep.splits_data import SplitData
+from metalstm_tf import augment as augment_lib
+from metalstm_tf.episodes import Episode
+from metalstm_tf.sampling import EpisodeSampler, episode_rng
+
+
+def episode_dataset(split: SplitData, way: int, shot: int, queries: int,
+                    seed: int, start: int = 0, num_episodes: int | None = None,
+                    augment: bool = False,
+                    augment_config: augment_lib.AugmentConfig = augment_lib.AugmentConfig(),
+                    batch_size: int | None = None,
+                    prefetch: int = 4) -> tf.data.Dataset:
+  """A dataset of `Episode`s of float32 images in [0, 1].
+
+  Args:
+    split: the images, `[classes, images_per_class, H, W, C]` uint8.
+    way, shot, queries: N-way K-shot episodes with `queries` per class.
+    seed: stream seed.
+    start: index of the first episode (for resuming).
+    num_episodes: how many episodes; None for an endless stream.
+    augment: apply `augment_lib.augment` to every image (training only).
+    batch_size: if set, episodes are batched into `[batch_size, ...]`.
+    prefetch: batches prepared ahead of the consumer.
+  """
+  sampler = EpisodeSampler(split.num_classes, split.images_per_class, way,
+                           shot, queries)
+  images = split.images
+  h, w, c = split.image_shape
+
+  def gather(index):
+    e = sampler.sample(episode_rng(seed, int(index)))
+    return (np.ascontiguousarray(images[e.support_classes, e.support_images]),
+            e.support_labels,
+            np.ascontiguousarray(images[e.query_classes, e.query_images]),
+            e.query_labels)
+
+  def load(index):
+    s_img, s_lab, q_img, q_lab = tf.numpy_function(
+        gather, [index], [tf.uint8, tf.int32, tf.uint8, tf.int32],
+        stateful=False)
+    n_s, n_q = way * shot, way * queries
+    s_img = tf.ensure_shape(s_img, [n_s, h, w, c])
+    q_img = tf.ensure_shape(q_img, [n_q, h, w, c])
+    x = tf.cast(tf.concat([s_img, q_img], axis=0), tf.float32) / 255.0
+    if augment:
+      x = augment_lib.augment(
+          x, tf.stack([tf.constant(seed, tf.int64), index]), augment_config)
+    return Episode(x[:n_s], tf.ensure_shape(s_lab, [n_s]), x[n_s:],
+                   tf.ensure_shape(q_lab, [n_q]))
+
+  stop = None if num_episodes is None else start + num_episodes
+  ds = (tf.data.Dataset.range(start, stop) if stop is not None else
+        tf.data.Dataset.range(start, np.iinfo(np.int64).max))
+  ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if batch_size:
+    ds = ds.batch(batch_size, drop_remainder=True)
+  return ds.prefetch(prefetch)

@@ -1,0 +1,26 @@
+"""Gradient and loss preprocessing of Andrychowicz et al. (2016), §3.2.
+
+    x -> (log|x| / p, sgn x)   if |x| >= e^{-p}
+    x -> (-1, e^{p} x)         otherwise
+
+Both outputs are bounded for any magnitude, which lets one set of meta-weights
+serve coordinates whose gradients differ by orders of magnitude.
+"""
+
+import math
+
+import tensorflow as tf
+
+DEFAULT_P = 10.0
+
+
+def log_and_sign(x: tf.Tensor, p: float = DEFAULT_P) -> tf.Tensor:
+  """Preprocesses every element of `x`; returns `x.shape + [2]`."""
+  x = tf.convert_to_tensor(x)
+  threshold = math.exp(-p)
+  big = tf.abs(x) >= threshold
+  # The clamp keeps log finite (and its gradient defined) on the unused branch.
+  magnitude = tf.math.log(tf.maximum(tf.abs(x), threshold)) / p
+  first = tf.where(big, magnitude, -tf.ones_like(x))
+  second = tf.where(big, tf.sign(x), math.exp(p) * x)
+  return tf.stack([first, second], axis=-1)

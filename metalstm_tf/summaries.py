@@ -1,0 +1,52 @@
+"""Figures for TensorBoard and PNG files."""
+
+import io
+
+import numpy as np
+import tensorflow as tf
+
+
+def _figure_png(fig) -> bytes:
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+  import matplotlib.pyplot as plt
+  plt.close(fig)
+  return buf.getvalue()
+
+
+def gate_figure(input_gates: np.ndarray, forget_gates: np.ndarray,
+                coordinates, max_episodes: int = 10) -> bytes:
+  """Input- and forget-gate values across the inner steps (000_cda7 App. B).
+
+  Args:
+    input_gates, forget_gates: `[episodes, steps, k]` gate values of k
+      tracked learner coordinates.
+    coordinates: the k coordinate indices (legend).
+    max_episodes: episodes drawn (one thin line each, per coordinate).
+  Returns:
+    PNG bytes.
+  """
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  steps = np.arange(1, input_gates.shape[1] + 1)
+  colors = plt.cm.tab10(np.linspace(0, 1, input_gates.shape[2]))
+  for ax, gates, title in ((axes[0], input_gates, "input gate i_t"),
+                           (axes[1], forget_gates, "forget gate f_t")):
+    for j, coord in enumerate(coordinates):
+      for e in range(min(max_episodes, gates.shape[0])):
+        ax.plot(steps, gates[e, :, j], color=colors[j], alpha=0.6, lw=1,
+                label=f"param {coord}" if e == 0 else None)
+    ax.set_xlabel("inner step")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=7, loc="best")
+  fig.suptitle(f"Gate values across inner steps, {min(max_episodes, input_gates.shape[0])} "
+               "test episodes")
+  return _figure_png(fig)
+
+
+def png_to_image(png: bytes) -> tf.Tensor:
+  """PNG bytes -> `[1, H, W, 4]` uint8 for `tf.summary.image`."""
+  return tf.expand_dims(tf.image.decode_png(png, channels=4), 0)

@@ -1,0 +1,72 @@
+"""Tasks: what a learner learns and where its episodes come from.
+
+A task bundles a learner with three episode streams (train, val, test) and
+the name of its metric, so the trainer knows nothing about datasets.
+"""
+
+import dataclasses
+from typing import Callable
+
+import tensorflow as tf
+
+from data_prep.splits_data import SplitData
+from metalstm_tf import pipeline
+from metalstm_tf.config import TrainConfig
+from metalstm_tf.learners import Conv4Learner, Learner
+
+# Offsets of the evaluation streams' seeds from the run seed: validation and
+# test episodes are fixed sets, independent of training.
+VAL_SEED_OFFSET = 1_000_003
+TEST_SEED_OFFSET = 2_000_003
+
+
+@dataclasses.dataclass
+class Task:
+  """A learner and its episode streams.
+
+  Attributes:
+    learner: the learner network.
+    train_dataset: `start -> Dataset` of meta-batches `[B, ...]` starting at
+      training episode `start` (endless).
+    eval_dataset: `(split, num_episodes) -> Dataset` of single episodes.
+    metric: 'accuracy' (reported in percent, higher is better) or 'mse'.
+  """
+  learner: Learner
+  train_dataset: Callable[[int], tf.data.Dataset]
+  eval_dataset: Callable[[str, int], tf.data.Dataset]
+  metric: str = "accuracy"
+
+  @property
+  def higher_is_better(self) -> bool:
+    return self.metric == "accuracy"
+
+  @property
+  def report_scale(self) -> float:
+    return 100.0 if self.metric == "accuracy" else 1.0
+
+
+def image_task(splits: dict[str, SplitData], config: TrainConfig) -> Task:
+  """Few-shot classification on image splits with a Conv-4 learner."""
+  image_shape = splits["train"].image_shape
+  learner = Conv4Learner(config.way, image_shape, filters=config.filters,
+                         seed=config.seed)
+
+  def train_dataset(start):
+    return pipeline.episode_dataset(
+        splits["train"], config.way, config.shot, config.queries,
+        seed=config.seed, start=start, augment=config.augment,
+        batch_size=config.meta_batch_size)
+
+  def eval_dataset(split, num_episodes):
+    offset = VAL_SEED_OFFSET if split == "val" else TEST_SEED_OFFSET
+    return pipeline.episode_dataset(
+        splits[split], config.way, config.shot, config.queries,
+        seed=config.seed + offset, num_episodes=num_episodes, augment=False)
+
+  # Building the three samplers now reports bad sizes before any training.
+  for split in ("train", "val", "test"):
+    pipeline.EpisodeSampler(splits[split].num_classes,
+                            splits[split].images_per_class, config.way,
+                            config.shot, config.queries)
+  return Task(learner=learner, train_dataset=train_dataset,
+              eval_dataset=eval_dataset, metric="accuracy")

@@ -1,0 +1,283 @@
+"""Meta-training, validation and test of an update rule on a task.
+
+The outer step: adapt the learner on each episode's support set with the
+update rule (`inner_loop.adapt`, recorded by an outer `tf.GradientTape`),
+take the query loss of the adapted learner, average over the meta-batch, clip
+the meta-gradient by global norm and apply Adam.
+
+Everything a user trained survives interruption: checkpoints (meta-parameters,
+optimizer state, episode counter, best validation score) are written every
+`checkpoint_every` episodes and on Ctrl-C; the episode streams are a function
+of (seed, episode index), so a resumed run sees the same episodes an
+uninterrupted one would.
+"""
+
+import math
+import pathlib
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from metalstm_tf import inner_loop, summaries
+from metalstm_tf.config import TrainConfig
+from metalstm_tf.episodes import Episode
+from metalstm_tf.tasks import Task
+from metalstm_tf.update_rules.base import UpdateRule
+
+NUM_TRACKED_COORDINATES = 8  # Learner coordinates whose gates are plotted.
+
+
+def mean_and_ci95(values) -> tuple[float, float]:
+  """Mean and 95% confidence half-width 1.96 * std / sqrt(n)."""
+  values = np.asarray(values, np.float64)
+  return float(values.mean()), float(1.96 * values.std() / math.sqrt(len(values)))
+
+
+class MetaTrainer:
+  """Trains `rule` on `task` as `config` says.
+
+  Args:
+    task: learner and episode streams.
+    rule: the update rule (its trainable weights are the meta-parameters).
+    config: the run configuration.
+  """
+
+  def __init__(self, task: Task, rule: UpdateRule, config: TrainConfig):
+    self.task, self.learner, self.rule, self.config = task, task.learner, rule, config
+    self.logdir = pathlib.Path(config.logdir)
+    self.optimizer = keras.optimizers.Adam(config.lr)
+    self.optimizer.build(rule.trainable_variables)
+    self.episode = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.best_metric = tf.Variable(np.nan, dtype=tf.float64, trainable=False)
+    self.best_episode = tf.Variable(-1, dtype=tf.int64, trainable=False)
+    self.checkpoint = tf.train.Checkpoint(
+        rule=rule, optimizer=self.optimizer, episode=self.episode,
+        best_metric=self.best_metric, best_episode=self.best_episode)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, str(self.logdir / "checkpoints"), max_to_keep=2)
+    self.best_checkpoint = tf.train.Checkpoint(rule=rule,
+                                               episode=self.episode)
+    self.best_manager = tf.train.CheckpointManager(
+        self.best_checkpoint, str(self.logdir / "best"), max_to_keep=1)
+    rng = np.random.default_rng(config.seed)
+    self.tracked = tf.constant(
+        np.sort(rng.choice(rule.num_params, NUM_TRACKED_COORDINATES,
+                           replace=False)), tf.int32)
+    self._meta_gradients = tf.function(self._meta_gradients_impl,
+                                       jit_compile=config.xla)
+    self.train_step = tf.function(self._train_step_impl)
+    self.eval_step = tf.function(self._eval_step_impl, jit_compile=config.xla)
+    self._writers = {}
+
+  # ---------------------------------------------------------------- steps --
+  def _adapt(self, support_x, support_y):
+    c = self.config
+    return inner_loop.adapt(self.learner, self.rule, support_x, support_y,
+                            c.inner_steps, c.inner_batch_size, c.second_order)
+
+  def episode_loss(self, episode: Episode):
+    """Query loss, query metric and adaptation result of one episode."""
+    result = self._adapt(episode.support_images, episode.support_labels)
+    outputs = self.learner.apply_theta(result.theta, episode.query_images)
+    return (self.learner.loss(outputs, episode.query_labels),
+            self.learner.metric(outputs, episode.query_labels), result)
+
+  def _meta_gradients_impl(self, batch: Episode):
+    """Meta-gradients averaged over a meta-batch `[B, ...]` of episodes."""
+    variables = self.rule.trainable_variables
+    size = int(batch.support_images.shape[0])
+    with tf.GradientTape() as tape:
+      losses, metrics, gates = [], [], {}
+      for b in range(size):
+        loss, metric, result = self.episode_loss(
+            tf.nest.map_structure(lambda t: t[b], batch))
+        losses.append(loss)
+        metrics.append(metric)
+        gates = result.gates
+      loss = tf.add_n(losses) / size
+    grads = tape.gradient(loss, variables)
+    stats = {"loss": loss, "metric": tf.add_n(metrics) / size}
+    for name, values in gates.items():  # [steps, P] of the last episode.
+      stats[f"{name}_mean"] = tf.reduce_mean(values)
+      stats[f"{name}_last"] = values[-1]
+    return grads, stats
+
+  def _train_step_impl(self, batch: Episode):
+    grads, stats = self._meta_gradients(batch)
+    grads = [tf.zeros_like(v) if g is None else g
+             for g, v in zip(grads, self.rule.trainable_variables)]
+    grads, norm = tf.clip_by_global_norm(grads, self.config.clip)
+    self.optimizer.apply_gradients(zip(grads, self.rule.trainable_variables))
+    stats["grad_norm"] = norm
+    return stats
+
+  def _eval_step_impl(self, episode: Episode):
+    loss, metric, result = self.episode_loss(episode)
+    out = {"loss": loss, "metric": metric}
+    for name, values in result.gates.items():
+      out[f"{name}_tracked"] = tf.gather(values, self.tracked, axis=1)
+      out[f"{name}_mean"] = tf.reduce_mean(values)
+    return out
+
+  # ------------------------------------------------------------ summaries --
+  def writer(self, name: str):
+    if name not in self._writers:
+      self._writers[name] = tf.summary.create_file_writer(
+          str(self.logdir / name))
+    return self._writers[name]
+
+  # ----------------------------------------------------------- evaluation --
+  def evaluate(self, split: str, num_episodes: int) -> dict:
+    """Evaluates the current meta-parameters on `num_episodes` of `split`.
+
+    Returns a dict with `mean`, `ci95` (in report units: percent for
+    accuracy), `loss`, per-episode `values`, and the tracked gate traces
+    (`input_gate_tracked`: `[episodes, steps, k]`) when the rule has gates.
+    """
+    values, losses, traces = [], [], {}
+    for episode in self.task.eval_dataset(split, num_episodes):
+      out = self.eval_step(episode)
+      values.append(float(out["metric"]) * self.task.report_scale)
+      losses.append(float(out["loss"]))
+      for k, v in out.items():
+        if k.endswith("_tracked") or k.endswith("_mean"):
+          traces.setdefault(k, []).append(v.numpy())
+    mean, ci95 = mean_and_ci95(values)
+    result = {"mean": mean, "ci95": ci95, "loss": float(np.mean(losses)),
+              "values": values, "episodes": len(values)}
+    result.update({k: np.stack(v) for k, v in traces.items()})
+    return result
+
+  def _is_better(self, value: float) -> bool:
+    best = float(self.best_metric.numpy())
+    if math.isnan(best):
+      return True
+    return value > best if self.task.higher_is_better else value < best
+
+  def validate(self) -> dict:
+    result = self.evaluate("val", self.config.val_episodes)
+    step = int(self.episode.numpy())
+    with self.writer("val").as_default(step=step):
+      tf.summary.scalar("loss", result["loss"])
+      tf.summary.scalar(self.task.metric, result["mean"])
+    improved = self._is_better(result["mean"])
+    if improved:
+      self.best_metric.assign(result["mean"])
+      self.best_episode.assign(step)
+      self.best_manager.save(checkpoint_number=step)
+    logging.info("Validation at episode %d: %s %.4f +- %.4f%s", step,
+                 self.task.metric, result["mean"], result["ci95"],
+                 " (best so far, saved)" if improved else "")
+    result["improved"] = improved
+    return result
+
+  # ------------------------------------------------------------- training --
+  def restore_latest(self) -> bool:
+    """Restores the newest checkpoint, if any; returns whether it did."""
+    latest = self.manager.latest_checkpoint
+    if latest is None:
+      return False
+    self.checkpoint.restore(latest).assert_existing_objects_matched()
+    logging.info("Resumed from %s at episode %d.", latest,
+                 int(self.episode.numpy()))
+    return True
+
+  def restore_best(self) -> None:
+    """Loads the best validated meta-parameters (error if there are none)."""
+    path = self.best_manager.latest_checkpoint
+    if path is None:
+      raise FileNotFoundError(
+          f"No validated model in {self.logdir / 'best'}. Train first "
+          "(--mode=train) with the same --logdir.")
+    tf.train.Checkpoint(rule=self.rule).restore(path).expect_partial()
+    logging.info("Loaded the best meta-learner from %s.", path)
+
+  def save(self) -> str:
+    return self.manager.save(checkpoint_number=int(self.episode.numpy()))
+
+  def fit(self, on_progress: Callable[[int, int, dict], None] | None = None,
+          max_episodes: int | None = None) -> None:
+    """Meta-trains until `config.episodes` (resuming if possible).
+
+    Args:
+      on_progress: called after every meta-update with (episode, total,
+        running stats); the command line draws its progress bar with it.
+      max_episodes: stop after this many episodes in this call (the run can
+        be continued later), e.g. to simulate an interruption in tests.
+    """
+    c = self.config
+    self.restore_latest()
+    start = int(self.episode.numpy())
+    if start >= c.episodes:
+      logging.info("Training already finished (%d episodes).", start)
+      return
+    stop = c.episodes if max_episodes is None else min(c.episodes,
+                                                       start + max_episodes)
+    logging.info("Meta-training episodes %d..%d of %d.", start, stop,
+                 c.episodes)
+    running, t0 = {}, time.time()
+    dataset = self.task.train_dataset(start)
+    try:
+      for batch in dataset:
+        before = int(self.episode.numpy())
+        if before >= stop:
+          break
+        stats = self.train_step(batch)
+        after = before + c.meta_batch_size
+        self.episode.assign(after)
+        for k in ("loss", "metric"):
+          v = float(stats[k])
+          running[k] = v if k not in running else 0.95 * running[k] + 0.05 * v
+        if after // 10 != before // 10 or after >= stop:
+          self._write_train_summaries(after, stats)
+        if on_progress is not None:
+          on_progress(after, c.episodes,
+                      dict(running, seconds=time.time() - t0,
+                           done=after - start, todo=stop - start))
+        if after // c.val_every != before // c.val_every:
+          self.validate()
+        if after // c.checkpoint_every != before // c.checkpoint_every:
+          self.save()
+    except KeyboardInterrupt:
+      path = self.save()
+      logging.warning("Interrupted: saved %s; run the same command again "
+                      "to resume.", path)
+      raise
+    if int(self.episode.numpy()) >= c.episodes and (
+        c.episodes % c.val_every != 0 or self.best_manager.latest_checkpoint
+        is None):
+      self.validate()
+    self.save()
+
+  def _write_train_summaries(self, step: int, stats: dict) -> None:
+    with self.writer("train").as_default(step=step):
+      tf.summary.scalar("loss", stats["loss"])
+      tf.summary.scalar(self.task.metric,
+                        stats["metric"] * self.task.report_scale)
+      tf.summary.scalar("meta_grad_norm", stats["grad_norm"])
+      for name in ("input_gate", "forget_gate"):
+        if f"{name}_mean" in stats:
+          tf.summary.scalar(f"{name}/mean", stats[f"{name}_mean"])
+          if step % 100 == 0:
+            tf.summary.histogram(f"{name}/last_step", stats[f"{name}_last"])
+
+  def test(self) -> dict:
+    """Evaluates the current meta-parameters on the test episodes and writes
+    the test summaries and the gate figure (000_cda7dfe262473a44 App. B)."""
+    result = self.evaluate("test", self.config.test_episodes)
+    step = int(self.episode.numpy())
+    with self.writer("test").as_default(step=step):
+      tf.summary.scalar(self.task.metric, result["mean"])
+      tf.summary.scalar(f"{self.task.metric}_ci95", result["ci95"])
+      tf.summary.scalar("loss", result["loss"])
+      if "input_gate_tracked" in result:
+        png = summaries.gate_figure(result["input_gate_tracked"],
+                                    result["forget_gate_tracked"],
+                                    self.tracked.numpy())
+        (self.logdir / "gates.png").write_bytes(png)
+        tf.summary.image("gates", summaries.png_to_image(png))
+    return result
