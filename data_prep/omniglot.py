@@ -143,12 +143,19 @@ def load_characters(data_dir: str | None = None, cache_dir: str | None = None,
 
 def load_split(split: str, data_dir: str | None = None,
                cache_dir: str | None = None, download: bool = True,
-               characters: tuple[np.ndarray, list[str]] | None = None
-               ) -> SplitData:
-  """One Vinyals split, each rotation a class: `[C, 20, 28, 28, 1]` uint8."""
+               characters: tuple[np.ndarray, list[str]] | None = None,
+               classes: list[str] | None = None) -> SplitData:
+  """One split, each rotation a class: `[C, 20, 28, 28, 1]` uint8.
+
+  Args:
+    split: 'train', 'val', 'test' or 'trainval' of the Vinyals split.
+    characters: already loaded `load_characters()` output, to share it.
+    classes: explicit `Alphabet/characterNN/rotDDD` list instead of the
+      Vinyals one (other splits, small tests).
+  """
   array, names = characters or load_characters(data_dir, cache_dir, download)
   index = {n: i for i, n in enumerate(names)}
-  classes = read_split_list(split)
+  classes = read_split_list(split) if classes is None else list(classes)
   out = np.empty((len(classes), IMAGES_PER_CHARACTER, IMAGE_SIZE, IMAGE_SIZE,
                   1), np.uint8)
   for c, cls in enumerate(classes):
