@@ -1,0 +1,144 @@
+"""The meta-learner LSTM: preprocessing, gates, SGD limit, meta-gradients."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from metalstm_tf import inner_loop
+from metalstm_tf.learners import Conv4Learner
+from metalstm_tf.preprocess import log_and_sign
+from metalstm_tf.update_rules import SGD, MetaLSTM
+
+
+def _episode(seed=0, n=6, way=3, size=16):
+  rng = np.random.default_rng(seed)
+  x = tf.constant(rng.random((n, size, size, 1)), tf.float32)
+  y = tf.constant(np.arange(n) % way, tf.int32)
+  return x, y
+
+
+def _learner_and_rule(seed=0, **kw):
+  learner = Conv4Learner(3, (16, 16, 1), filters=4, seed=seed)
+  return learner, MetaLSTM(learner.initial_theta(), hidden_size=5, seed=seed,
+                           **kw)
+
+
+def test_preprocessing_formula_on_both_sides_of_threshold():
+  p = 10.0
+  t = math.exp(-p)
+  x = tf.constant([3.0, -0.5, t * 1.001, -t * 0.999, t * 0.5, 0.0], tf.float32)
+  out = log_and_sign(x, p).numpy()
+  for v, (a, b) in zip(x.numpy(), out):
+    v = float(v)
+    if abs(v) >= t:
+      assert a == pytest.approx(math.log(abs(v)) / p, rel=1e-5)
+      assert b == math.copysign(1.0, v)
+    else:
+      assert a == -1.0
+      assert b == pytest.approx(math.exp(p) * v, rel=1e-5, abs=1e-7)
+  # Continuity of the second output's magnitude at the boundary: e^p * t = 1.
+  assert abs(out[3, 1]) == pytest.approx(1.0, rel=2e-3)
+
+
+def test_gate_biases_start_in_the_brief_ranges():
+  for seed in range(5):
+    _, rule = _learner_and_rule(seed)
+    assert 4.0 <= float(rule.b_forget[0]) <= 6.0
+    assert -5.0 <= float(rule.b_input[0]) <= -4.0
+    for w in (rule.lstm_kernel, rule.w_input, rule.w_forget):
+      assert np.abs(w.numpy()).max() <= 0.01
+
+
+def test_c0_is_a_fresh_learners_weights():
+  learner, rule = _learner_and_rule()
+  np.testing.assert_array_equal(rule.c0.numpy(), learner.initial_theta())
+
+
+def test_saturated_gates_reproduce_sgd_exactly():
+  learner, rule = _learner_and_rule()
+  rule.w_forget.assign(tf.zeros_like(rule.w_forget))
+  rule.w_input.assign(tf.zeros_like(rule.w_input))
+  rule.b_forget.assign([40.0])  # sigmoid(40) == 1.0 in float32
+  rule.b_input.assign([-2.0])
+  x, y = _episode()
+  theta = rule.initial_theta()
+  _, state = rule.step(theta, tf.ones_like(theta), tf.constant(1.0),
+                       rule.init_state(theta))
+  np.testing.assert_array_equal(state.f.numpy(), 1.0)
+  alpha = state.i  # sigmoid(b_I) per coordinate (SIMD lanes may differ by 1 ulp)
+  np.testing.assert_allclose(alpha, 1 / (1 + math.exp(2.0)), rtol=1e-6)
+  meta = inner_loop.adapt(learner, rule, x, y, num_steps=5, batch_size=6)
+  # Hand-written SGD with that step size: bit-for-bit the same parameters.
+  theta = learner.initial_theta()
+  for _ in range(5):
+    with tf.GradientTape() as tape:
+      tape.watch(theta)
+      loss = learner.loss(learner.apply_theta(theta, x), y)
+    theta = theta - alpha * tape.gradient(loss, theta)
+  np.testing.assert_array_equal(meta.theta.numpy(), theta.numpy())
+  # The SGD baseline with the scalar step size agrees to float rounding.
+  sgd = SGD(learner.initial_theta(), step_size=1 / (1 + math.exp(2.0)))
+  plain = inner_loop.adapt(learner, sgd, x, y, num_steps=5, batch_size=6)
+  np.testing.assert_allclose(meta.theta.numpy(), plain.theta.numpy(),
+                             rtol=1e-5, atol=1e-7)
+  assert meta.support_losses[-1] < meta.support_losses[0]
+
+
+def _meta_grads(learner, rule, second_order):
+  x, y = _episode()
+  qx, qy = _episode(seed=1)
+  with tf.GradientTape() as tape:
+    res = inner_loop.adapt(learner, rule, x, y, 4, 6, second_order)
+    loss = learner.loss(learner.apply_theta(res.theta, qx), qy)
+  return tape.gradient(loss, rule.trainable_variables)
+
+
+def test_every_meta_parameter_gets_a_nonzero_meta_gradient():
+  learner, rule = _learner_and_rule()
+  grads = _meta_grads(learner, rule, second_order=False)
+  names = [v.path for v in rule.trainable_variables]
+  assert len(names) == 7  # c0, LSTM kernel and bias, W_I, W_F, b_I, b_F
+  for name, g in zip(names, grads):
+    assert g is not None, name
+    assert float(tf.reduce_max(tf.abs(g))) > 0, name
+
+
+def test_first_order_ignores_the_learner_gradient_path():
+  learner, rule = _learner_and_rule()
+  first = _meta_grads(learner, rule, second_order=False)
+  second = _meta_grads(learner, rule, second_order=True)
+  # Second order differs ...
+  assert any(float(tf.reduce_max(tf.abs(a - b))) > 1e-7
+             for a, b in zip(first, second))
+  # ... and first order equals a replay in which the learner's losses and
+  # gradients are constants computed outside the tape.
+  x, y = _episode()
+  qx, qy = _episode(seed=1)
+  theta = rule.initial_theta()
+  state = rule.init_state(theta)
+  consts = []
+  for _ in range(4):
+    with tf.GradientTape() as t:
+      t.watch(theta)
+      loss = learner.loss(learner.apply_theta(theta, x), y)
+    g = t.gradient(loss, theta)
+    consts.append((tf.constant(g.numpy()), tf.constant(loss.numpy())))
+    theta, state = rule.step(theta, g, loss, state)
+  with tf.GradientTape() as tape:
+    theta = rule.initial_theta()
+    state = rule.init_state(theta)
+    for g, loss in consts:
+      theta, state = rule.step(theta, g, loss, state)
+    qloss = learner.loss(learner.apply_theta(theta, qx), qy)
+  replay = tape.gradient(qloss, rule.trainable_variables)
+  for a, b in zip(first, replay):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_raw_inputs_variant_has_two_inputs():
+  learner, rule = _learner_and_rule(preprocess=False)
+  assert rule.lstm_kernel.shape == (2 + 5, 20)
+  grads = _meta_grads(learner, rule, second_order=True)
+  assert all(g is not None for g in grads)

@@ -1,0 +1,148 @@
+"""Meta-training: overfitting, XLA, resume, SavedModel, and a real run."""
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO
+from helpers import build, tiny_config
+from metalstm_tf import export
+
+
+def _weights(rule):
+  return [v.numpy().copy() for v in rule.trainable_variables]
+
+
+def test_overfits_one_synthetic_episode(tmp_path):
+  config = tiny_config(tmp_path, lr=1e-2, clip=1.0, inner_steps=5)
+  task, rule, trainer = build(config)
+  episode = next(iter(task.train_dataset(0)))
+  # Query set = support set: the adapted learner must fit it perfectly.
+  episode = episode._replace(query_images=episode.support_images,
+                             query_labels=episode.support_labels)
+  first = float(trainer.train_step(episode)["loss"])
+  for _ in range(150):
+    stats = trainer.train_step(episode)
+  assert float(stats["loss"]) < 0.1 * first
+  assert float(stats["metric"]) == 1.0
+
+
+def test_xla_and_plain_steps_agree(tmp_path):
+  results = []
+  for xla in (False, True):
+    task, rule, trainer = build(tiny_config(tmp_path / str(xla), xla=xla))
+    batch = next(iter(task.train_dataset(0)))
+    grads, stats = trainer._meta_gradients(batch)
+    trainer.train_step(batch)
+    results.append((grads, float(stats["loss"]), _weights(rule)))
+  (g0, l0, w0), (g1, l1, w1) = results
+  assert l0 == pytest.approx(l1, rel=1e-4)
+  for a, b in zip(g0, g1):
+    scale = float(np.abs(a.numpy()).max())
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=2e-3,
+                               atol=1e-3 * scale + 1e-8)
+  # Adam divides by sqrt(v): where a gradient is ~0 its rounding shows up as
+  # a fraction of one step (lr = 1e-3), hence the absolute tolerance.
+  for a, b in zip(w0, w1):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+  tf.config.experimental.enable_op_determinism()
+  straight = build(tiny_config(tmp_path / "a"))
+  straight[2].fit()
+
+  def interrupt(episode, total, stats):
+    if episode == 5:
+      raise KeyboardInterrupt
+  _, _, first = build(tiny_config(tmp_path / "b"))
+  with pytest.raises(KeyboardInterrupt):
+    first.fit(on_progress=interrupt)
+  assert first.manager.latest_checkpoint.endswith("ckpt-5")
+  _, rule, resumed = build(tiny_config(tmp_path / "b"))  # a new process
+  resumed.fit()
+  assert int(resumed.episode.numpy()) == 8
+  assert int(resumed.optimizer.iterations.numpy()) == 8
+  for a, b in zip(_weights(straight[1]), _weights(rule)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+  assert float(resumed.best_metric.numpy()) == pytest.approx(
+      float(straight[2].best_metric.numpy()))
+
+
+def test_test_split_writes_gate_figure(tmp_path):
+  task, rule, trainer = build(tiny_config(tmp_path))
+  trainer.fit()
+  trainer.restore_best()
+  result = trainer.test()
+  assert result["episodes"] == 4 and 0 <= result["mean"] <= 100
+  assert result["input_gate_tracked"].shape == (4, 3, 8)
+  png = (tmp_path / "run" / "gates.png").read_bytes()
+  assert png.startswith(b"\x89PNG")
+
+
+def test_saved_model_runs_without_the_project(tmp_path):
+  config = tiny_config(tmp_path)
+  task, rule, trainer = build(config)
+  trainer.fit()
+  path = export.export_saved_model(
+      tmp_path / "sm", task.learner, rule, config.inner_steps,
+      config.inner_batch_size, config.way * config.shot,
+      task.learner.example_shape)
+  episodes = list(task.eval_dataset("test", 3))
+  np.savez(tmp_path / "ep.npz",
+           **{f"{f}{i}": getattr(e, f).numpy()
+              for i, e in enumerate(episodes) for f in e._fields})
+  expected = [float(trainer.eval_step(e)["metric"]) for e in episodes]
+  script = textwrap.dedent(f"""
+      import sys, json, numpy as np, tensorflow as tf
+      m = tf.saved_model.load({str(path)!r})
+      f = m.signatures["adapt_and_predict"]
+      d = np.load({str(tmp_path / 'ep.npz')!r})
+      acc = []
+      for i in range(3):
+        out = f(support_images=tf.constant(d[f"support_images{{i}}"]),
+                support_labels=tf.constant(d[f"support_labels{{i}}"]),
+                query_images=tf.constant(d[f"query_images{{i}}"]))
+        pred = np.argmax(out["logits"].numpy(), -1)
+        acc.append(float(np.mean(pred == d[f"query_labels{{i}}"])))
+      assert not any(k.startswith(("metalstm_tf", "data_prep")) for k in sys.modules)
+      print(json.dumps(acc))
+  """)
+  env = dict(os.environ, PYTHONPATH="")
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                       text=True, cwd=tmp_path, env=env)
+  assert out.returncode == 0, out.stderr[-2000:]
+  got = [float(x) for x in re.findall(r"[\d.]+", out.stdout.splitlines()[-1])]
+  np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_short_real_omniglot_run_beats_chance(tmp_path, real_data_dir,
+                                               shared_cache_dir):
+  """`main.py` end to end on real Omniglot: a few hundred episodes give well
+  above the 20% of chance, a RESULT line and a SavedModel."""
+  out = subprocess.run(
+      [sys.executable, "main.py", "--dataset=omniglot", "--shots=1",
+       "--episodes=300", "--val_every=150", "--val_episodes=50",
+       "--test_episodes=50", f"--data_dir={real_data_dir}",
+       f"--cache_dir={shared_cache_dir}", f"--logdir={tmp_path / 'run'}"],
+      capture_output=True, text=True, cwd=REPO, timeout=1200)
+  assert out.returncode == 0, out.stderr[-3000:]
+  last = out.stdout.strip().splitlines()[-1]
+  m = re.fullmatch(
+      r"RESULT dataset=omniglot ways=5 shots=1 split=test metric=accuracy "
+      r"mean=([\d.]+) ci95=([\d.]+) episodes=50", last)
+  assert m, last
+  vals = [float(v) for v in re.findall(
+      r"Validation at episode \d+: accuracy ([\d.]+)", out.stderr)]
+  assert len(vals) == 2 and max(vals) >= 60.0, vals
+  assert float(m.group(1)) >= 60.0
+  assert (tmp_path / "run" / "saved_model" / "saved_model.pb").is_file()
+  assert (tmp_path / "run" / "gates.png").is_file()
