@@ -57,22 +57,6 @@ def result_line(config, metric: str, split: str, result: dict) -> str:
           f"episodes={result['episodes']}")
 
 
-def build(config, data_dir=None, cache_dir=None):
-  """Task, update rule and trainer for `config`."""
-  from metalstm_tf import tasks, trainer
-  from metalstm_tf.update_rules import MetaLSTM
-  if config.dataset == "sine":
-    from metalstm_tf import sine
-    task = sine.sine_task(config)
-  else:
-    import data_prep
-    task = tasks.image_task(
-        data_prep.load_splits(config.dataset, data_dir, cache_dir), config)
-  rule = MetaLSTM(task.learner.initial_theta(), hidden_size=config.hidden_size,
-                  preprocess=config.preprocess, seed=config.seed)
-  return task, rule, trainer.MetaTrainer(task, rule, config)
-
-
 def export(config, task, rule, logdir):
   from metalstm_tf import export as export_lib
   import tensorflow as tf
@@ -97,6 +81,7 @@ def main(argv):
     return 2
   keras.utils.set_random_seed(config.seed)
   try:
+    from metalstm_tf.builder import build
     task, rule, trainer = build(config, FLAGS.data_dir, FLAGS.cache_dir)
   except data_prep.DatasetError as e:
     sys.stderr.write(f"error: {e}\n")
