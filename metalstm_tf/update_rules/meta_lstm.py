@@ -22,9 +22,15 @@ from metalstm_tf.update_rules.base import UpdateRule
 
 
 class MetaLSTMState(NamedTuple):
-  """Per-coordinate state; every field has leading dimension P."""
-  h: tf.Tensor  # [P, hidden] layer-1 hidden state.
-  c: tf.Tensor  # [P, hidden] layer-1 cell state.
+  """Per-coordinate state of the P learner coordinates.
+
+  The layer-1 tensors are stored feature-major (`[hidden, P]`): the gate
+  pre-activations then split along the first axis, which TensorFlow does
+  without copying, and the matmuls have the long axis P as their free
+  dimension.
+  """
+  h: tf.Tensor  # [hidden, P] layer-1 hidden state.
+  c: tf.Tensor  # [hidden, P] layer-1 cell state.
   f: tf.Tensor  # [P] previous forget gate.
   i: tf.Tensor  # [P] previous input gate.
 
@@ -71,32 +77,36 @@ class MetaLSTM(UpdateRule):
     self.built = True
 
   def init_state(self, theta):
-    p = tf.shape(theta)[0]
-    zeros_h = tf.zeros([p, self.hidden_size], theta.dtype)
+    zeros_h = tf.zeros([self.hidden_size, tf.shape(theta)[0]], theta.dtype)
     zeros = tf.zeros_like(theta)
     return MetaLSTMState(h=zeros_h, c=zeros_h, f=zeros, i=zeros)
 
   def _inputs(self, grad, loss):
-    """`[P, 4]`: preprocessed loss (2) and gradient (2); raw: `[P, 2]`."""
+    """`[4, P]`: preprocessed loss (2) and gradient (2); raw: `[2, P]`."""
+    p = tf.shape(grad)[0]
     if self.preprocess:
-      loss_in = tf.broadcast_to(log_and_sign(loss), [tf.shape(grad)[0], 2])
-      return tf.concat([loss_in, log_and_sign(grad)], axis=1)
-    return tf.stack([tf.broadcast_to(loss, tf.shape(grad)), grad], axis=1)
+      loss_in = tf.broadcast_to(log_and_sign(loss)[:, None], [2, p])
+      return tf.concat([loss_in, tf.transpose(log_and_sign(grad))], axis=0)
+    return tf.stack([tf.broadcast_to(loss, [p]), grad], axis=0)
 
   def step(self, theta, grad, loss, state: MetaLSTMState):
-    x = self._inputs(grad, loss)
-    z = tf.matmul(tf.concat([x, state.h], axis=1), self.lstm_kernel)
-    z = z + self.lstm_bias
-    zi, zf, zg, zo = tf.split(z, 4, axis=1)
+    # Layer 1: a standard LSTM, all coordinates at once ([features, P]).
+    x = tf.concat([self._inputs(grad, loss), state.h], axis=0)
+    z = tf.matmul(self.lstm_kernel, x, transpose_a=True)
+    z = z + self.lstm_bias[:, None]
+    zi, zf, zg, zo = tf.split(z, 4, axis=0)
     c = tf.sigmoid(zf) * state.c + tf.sigmoid(zi) * tf.tanh(zg)
     h = tf.sigmoid(zo) * tf.tanh(c)
-    theta_col = theta[:, None]
-    f = tf.sigmoid(
-        tf.matmul(tf.concat([h, theta_col, state.f[:, None]], axis=1),
-                  self.w_forget) + self.b_forget)[:, 0]
-    i = tf.sigmoid(
-        tf.matmul(tf.concat([h, theta_col, state.i[:, None]], axis=1),
-                  self.w_input) + self.b_input)[:, 0]
+    # Layer 2: W [h, theta, gate] as one [2, hidden] x [hidden, P] product
+    # for both gates plus per-coordinate terms (no [P, hidden + 2] concat).
+    n = self.hidden_size
+    w_f = tf.convert_to_tensor(self.w_forget)[:, 0]
+    w_i = tf.convert_to_tensor(self.w_input)[:, 0]
+    zh = tf.matmul(tf.stack([w_f[:n], w_i[:n]]), h)  # [2, P]
+    f = tf.sigmoid(zh[0] + w_f[n] * theta + w_f[n + 1] * state.f +
+                   self.b_forget)
+    i = tf.sigmoid(zh[1] + w_i[n] * theta + w_i[n + 1] * state.i +
+                   self.b_input)
     new_theta = f * theta - i * grad
     return new_theta, MetaLSTMState(h=h, c=c, f=f, i=i)
 
