@@ -64,7 +64,8 @@ def export(config, task, rule, logdir):
   path = export_lib.export_saved_model(
       logdir / "saved_model", task.learner, rule, config.inner_steps,
       config.inner_batch_size, config.way * config.shot, input_shape,
-      label_dtype=tf.int32 if task.metric == "accuracy" else tf.float32)
+      label_dtype=tf.int32 if task.metric == "accuracy" else tf.float32,
+      label_shape=() if task.metric == "accuracy" else (1,))
   logging.info("Exported the SavedModel to %s.", path)
 
 

@@ -3,7 +3,7 @@
 The exported module has one signature,
 
     adapt_and_predict(support_images, support_labels, query_images)
-        -> {"logits": [num_query, way]}
+        -> {"logits": [num_query, way]}   (regression: [num_query, 1])
 
 that runs the learned optimizer inside the graph: it adapts the learner from
 c_0 on the support set and classifies the queries. Loading it needs only
@@ -25,7 +25,8 @@ from metalstm_tf.update_rules.base import UpdateRule
 class _AdaptAndPredict(tf.Module):
 
   def __init__(self, learner: Learner, rule: UpdateRule, num_steps: int,
-               batch_size: int, num_support: int, input_shape, label_dtype):
+               batch_size: int, num_support: int, input_shape, label_dtype,
+               label_shape):
     super().__init__()
     self.learner, self.rule = learner, rule
     self.meta_variables = [v.value if hasattr(v, "value") else v
@@ -36,7 +37,8 @@ class _AdaptAndPredict(tf.Module):
         self._adapt_and_predict,
         input_signature=[
             tf.TensorSpec([num_support] + shape, tf.float32, "support_images"),
-            tf.TensorSpec([num_support], label_dtype, "support_labels"),
+            tf.TensorSpec([num_support] + list(label_shape), label_dtype,
+                          "support_labels"),
             tf.TensorSpec([None] + shape, tf.float32, "query_images"),
         ])
 
@@ -48,18 +50,20 @@ class _AdaptAndPredict(tf.Module):
 
 def export_saved_model(path, learner: Learner, rule: UpdateRule,
                        num_steps: int, batch_size: int, num_support: int,
-                       input_shape, label_dtype=tf.int32) -> pathlib.Path:
+                       input_shape, label_dtype=tf.int32,
+                       label_shape=()) -> pathlib.Path:
   """Writes the SavedModel to `path` atomically (temporary dir, then rename).
 
   Args:
     num_support: support-set size the signature accepts (way * shot).
     input_shape: shape of one input, e.g. `(28, 28, 1)`.
     label_dtype: int32 labels for classifiers, float32 targets for regressors.
+    label_shape: shape of one label (`()` for class ids, `(1,)` for sine).
   """
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   module = _AdaptAndPredict(learner, rule, num_steps, batch_size, num_support,
-                            input_shape, label_dtype)
+                            input_shape, label_dtype, label_shape)
   tmp = pathlib.Path(tempfile.mkdtemp(dir=path.parent, prefix=".saved_model."))
   try:
     tf.saved_model.save(module, str(tmp), signatures={

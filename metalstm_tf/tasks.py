@@ -30,11 +30,13 @@ class Task:
       training episode `start` (endless).
     eval_dataset: `(split, num_episodes) -> Dataset` of single episodes.
     metric: 'accuracy' (reported in percent, higher is better) or 'mse'.
+    test_figure: optional `trainer -> PNG bytes` drawn after the test.
   """
   learner: Learner
   train_dataset: Callable[[int], tf.data.Dataset]
   eval_dataset: Callable[[str, int], tf.data.Dataset]
   metric: str = "accuracy"
+  test_figure: Callable[..., bytes] | None = None
 
   @property
   def higher_is_better(self) -> bool:

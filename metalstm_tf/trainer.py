@@ -280,4 +280,8 @@ class MetaTrainer:
                                     self.tracked.numpy())
         (self.logdir / "gates.png").write_bytes(png)
         tf.summary.image("gates", summaries.png_to_image(png))
+      if self.task.test_figure is not None:
+        png = self.task.test_figure(self)
+        (self.logdir / "predictions.png").write_bytes(png)
+        tf.summary.image("predictions", summaries.png_to_image(png))
     return result

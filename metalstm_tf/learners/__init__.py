@@ -2,3 +2,4 @@
 
 from metalstm_tf.learners.base import Learner, ParamLayout
 from metalstm_tf.learners.conv4 import Conv4Learner
+from metalstm_tf.learners.mlp import MLPLearner

@@ -1,0 +1,127 @@
+"""Few-shot sine-wave regression (BRIEF §5; 003_525237aebb24ec59, 004).
+
+A task is y = A sin(x - phi), A ~ U[0.1, 5], phi ~ U[0, pi], x ~ U[-5, 5],
+with K support points and `queries` query points; the learner is a 1-40-40-1
+ReLU MLP trained with the MSE loss. Task `i` of a stream is a pure function of
+(seed, i), like the image episodes.
+"""
+
+import dataclasses
+import io
+
+import numpy as np
+import tensorflow as tf
+
+from metalstm_tf import inner_loop
+from metalstm_tf.config import TrainConfig
+from metalstm_tf.episodes import Episode
+from metalstm_tf.learners import MLPLearner
+from metalstm_tf.sampling import episode_rng
+from metalstm_tf.tasks import TEST_SEED_OFFSET, VAL_SEED_OFFSET, Task
+
+AMPLITUDE = (0.1, 5.0)
+PHASE = (0.0, np.pi)
+X_RANGE = (-5.0, 5.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SineTask:
+  """One regression task and its points (x, y: `[n, 1]` float32)."""
+  amplitude: float
+  phase: float
+  support_x: np.ndarray
+  support_y: np.ndarray
+  query_x: np.ndarray
+  query_y: np.ndarray
+
+  def __call__(self, x):
+    return self.amplitude * np.sin(x - self.phase)
+
+
+def sample_task(rng: np.random.Generator, shots: int,
+                queries: int) -> SineTask:
+  """Draws amplitude, phase and the support and query inputs."""
+  if shots <= 0 or queries <= 0:
+    raise ValueError(f"shots and queries must be positive, got {shots}, "
+                     f"{queries}.")
+  amplitude = rng.uniform(*AMPLITUDE)
+  phase = rng.uniform(*PHASE)
+  x = rng.uniform(*X_RANGE, size=(shots + queries, 1)).astype(np.float32)
+  y = (amplitude * np.sin(x - phase)).astype(np.float32)
+  return SineTask(amplitude, phase, x[:shots], y[:shots], x[shots:],
+                  y[shots:])
+
+
+def task_dataset(shots: int, queries: int, seed: int, start: int = 0,
+                 num_tasks: int | None = None,
+                 batch_size: int | None = None) -> tf.data.Dataset:
+  """A dataset of `Episode`s (images = x, labels = y) of sine tasks."""
+
+  def make(index):
+    t = sample_task(episode_rng(seed, int(index)), shots, queries)
+    return t.support_x, t.support_y, t.query_x, t.query_y
+
+  def load(index):
+    sx, sy, qx, qy = tf.numpy_function(make, [index], [tf.float32] * 4,
+                                       stateful=False)
+    return Episode(tf.ensure_shape(sx, [shots, 1]),
+                   tf.ensure_shape(sy, [shots, 1]),
+                   tf.ensure_shape(qx, [queries, 1]),
+                   tf.ensure_shape(qy, [queries, 1]))
+
+  stop = np.iinfo(np.int64).max if num_tasks is None else start + num_tasks
+  ds = tf.data.Dataset.range(start, stop).map(
+      load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if batch_size:
+    ds = ds.batch(batch_size, drop_remainder=True)
+  return ds.prefetch(4)
+
+
+def sine_task(config: TrainConfig) -> Task:
+  """The sine benchmark as a trainer task (metric: query MSE)."""
+  learner = MLPLearner((1, 40, 40, 1), seed=config.seed)
+
+  def train_dataset(start):
+    return task_dataset(config.shot, config.queries, config.seed, start,
+                        batch_size=config.meta_batch_size)
+
+  def eval_dataset(split, num):
+    offset = VAL_SEED_OFFSET if split == "val" else TEST_SEED_OFFSET
+    return task_dataset(config.shot, config.queries, config.seed + offset,
+                        num_tasks=num)
+
+  def figure(trainer) -> bytes:
+    return prediction_figure(trainer, config)
+
+  return Task(learner=learner, train_dataset=train_dataset,
+              eval_dataset=eval_dataset, metric="mse", test_figure=figure)
+
+
+def prediction_figure(trainer, config: TrainConfig, num_tasks: int = 4) -> bytes:
+  """PNG: true curve, support points, and the learner's prediction before
+  (theta_0 = c_0) and after adaptation, for a few test tasks."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  learner, rule = trainer.learner, trainer.rule
+  grid = np.linspace(*X_RANGE, 200, dtype=np.float32)[:, None]
+  fig, axes = plt.subplots(1, num_tasks, figsize=(4 * num_tasks, 3.2))
+  for k, ax in enumerate(np.atleast_1d(axes)):
+    t = sample_task(episode_rng(config.seed + TEST_SEED_OFFSET, k),
+                    config.shot, config.queries)
+    result = inner_loop.adapt(learner, rule, tf.constant(t.support_x),
+                              tf.constant(t.support_y), config.inner_steps,
+                              config.inner_batch_size)
+    before = learner.apply_theta(rule.initial_theta(), grid).numpy()
+    after = learner.apply_theta(result.theta, grid).numpy()
+    ax.plot(grid, t(grid), "k-", lw=1.5, label="true")
+    ax.plot(grid, before, "C1--", lw=1, label="before adaptation")
+    ax.plot(grid, after, "C0-", lw=1.5, label="after adaptation")
+    ax.plot(t.support_x, t.support_y, "r^", label=f"{config.shot} support")
+    ax.set_title(f"A={t.amplitude:.2f}, phase={t.phase:.2f}")
+    ax.set_ylim(-5.5, 5.5)
+  np.atleast_1d(axes)[0].legend(fontsize=7)
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+  plt.close(fig)
+  return buf.getvalue()
