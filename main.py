@@ -82,9 +82,10 @@ def main(argv):
     return 2
   keras.utils.set_random_seed(config.seed)
   try:
-    from metalstm_tf.builder import build
-    task, rule, trainer = build(config, FLAGS.data_dir, FLAGS.cache_dir)
-  except data_prep.DatasetError as e:
+    from metalstm_tf.builder import build, make_strategy
+    task, rule, trainer = build(config, FLAGS.data_dir, FLAGS.cache_dir,
+                                make_strategy(FLAGS.num_replicas))
+  except (data_prep.DatasetError, ValueError) as e:
     sys.stderr.write(f"error: {e}\n")
     return 1
   logdir = trainer.logdir

@@ -31,6 +31,9 @@ absl_flags.DEFINE_integer("episodes", None, "Meta-training episodes "
                           "(default: 75,000 for 1-shot, 50,000 otherwise; "
                           "70,000 tasks for sine).")
 absl_flags.DEFINE_integer("meta_batch_size", 1, "Episodes per meta-update.")
+absl_flags.DEFINE_integer("num_replicas", 1, "tf.distribute replicas the "
+                          "episodes of a meta-batch are split across (GPUs "
+                          "if there are enough, else logical CPU devices).")
 absl_flags.DEFINE_integer("val_every", None, "Episodes between validations "
                           "(default 500; 2,500 for sine).")
 absl_flags.DEFINE_integer("val_episodes", None, "Validation episodes "

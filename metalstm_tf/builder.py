@@ -1,5 +1,7 @@
 """Wires a TrainConfig into a task, an update rule and a trainer."""
 
+import tensorflow as tf
+
 from metalstm_tf import tasks
 from metalstm_tf.config import TrainConfig
 from metalstm_tf.trainer import MetaTrainer
@@ -16,9 +18,31 @@ def build_task(config: TrainConfig, data_dir=None, cache_dir=None) -> tasks.Task
       data_prep.load_splits(config.dataset, data_dir, cache_dir), config)
 
 
-def build(config: TrainConfig, data_dir=None, cache_dir=None):
-  """(task, rule, trainer) for `config`."""
+def build(config: TrainConfig, data_dir=None, cache_dir=None,
+          strategy: tf.distribute.Strategy | None = None):
+  """(task, rule, trainer) for `config`, variables under `strategy`."""
+  strategy = strategy or tf.distribute.get_strategy()
   task = build_task(config, data_dir, cache_dir)
-  rule = MetaLSTM(task.learner.initial_theta(), hidden_size=config.hidden_size,
-                  preprocess=config.preprocess, seed=config.seed)
-  return task, rule, MetaTrainer(task, rule, config)
+  with strategy.scope():
+    rule = MetaLSTM(task.learner.initial_theta(),
+                    hidden_size=config.hidden_size,
+                    preprocess=config.preprocess, seed=config.seed)
+  return task, rule, MetaTrainer(task, rule, config, strategy)
+
+
+def make_strategy(num_replicas: int) -> tf.distribute.Strategy:
+  """The default strategy for 1 replica; else a MirroredStrategy over
+  `num_replicas` GPUs if there are that many, or logical CPU devices.
+
+  Must be called before TensorFlow initialises its devices.
+  """
+  if num_replicas <= 1:
+    return tf.distribute.get_strategy()
+  if len(tf.config.list_physical_devices("GPU")) >= num_replicas:
+    return tf.distribute.MirroredStrategy(
+        [f"/gpu:{i}" for i in range(num_replicas)])
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  tf.config.set_logical_device_configuration(
+      cpu, [tf.config.LogicalDeviceConfiguration()] * num_replicas)
+  names = [d.name for d in tf.config.list_logical_devices("CPU")]
+  return tf.distribute.MirroredStrategy(names[:num_replicas])

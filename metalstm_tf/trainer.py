@@ -42,15 +42,28 @@ class MetaTrainer:
 
   Args:
     task: learner and episode streams.
-    rule: the update rule (its trainable weights are the meta-parameters).
+    rule: the update rule (its trainable weights are the meta-parameters);
+      created under `strategy.scope()` when a strategy is given.
     config: the run configuration.
+    strategy: a `tf.distribute` strategy; the episodes of every meta-batch
+      are split across its replicas (`meta_batch_size` must be a multiple of
+      the replica count). Default: the default (single-replica) strategy.
   """
 
-  def __init__(self, task: Task, rule: UpdateRule, config: TrainConfig):
+  def __init__(self, task: Task, rule: UpdateRule, config: TrainConfig,
+               strategy: tf.distribute.Strategy | None = None):
     self.task, self.learner, self.rule, self.config = task, task.learner, rule, config
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.replicas = self.strategy.num_replicas_in_sync
+    if config.meta_batch_size % self.replicas:
+      raise ValueError(
+          f"meta_batch_size={config.meta_batch_size} cannot be split evenly "
+          f"across {self.replicas} replicas; use a multiple of "
+          f"{self.replicas}.")
     self.logdir = pathlib.Path(config.logdir)
-    self.optimizer = keras.optimizers.Adam(config.lr)
-    self.optimizer.build(rule.trainable_variables)
+    with self.strategy.scope():
+      self.optimizer = keras.optimizers.Adam(config.lr)
+      self.optimizer.build(rule.trainable_variables)
     self.episode = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.best_metric = tf.Variable(np.nan, dtype=tf.float64, trainable=False)
     self.best_episode = tf.Variable(-1, dtype=tf.int64, trainable=False)
@@ -106,14 +119,35 @@ class MetaTrainer:
       stats[f"{name}_last"] = values[-1]
     return grads, stats
 
-  def _train_step_impl(self, batch: Episode):
+  def _replica_step(self, batch: Episode):
+    """One meta-update from this replica's share of the meta-batch."""
     grads, stats = self._meta_gradients(batch)
     grads = [tf.zeros_like(v) if g is None else g
              for g, v in zip(grads, self.rule.trainable_variables)]
+    if self.replicas > 1:
+      ctx = tf.distribute.get_replica_context()
+      grads = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, grads)
+      for k in ("loss", "metric"):
+        stats[k] = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, stats[k])
+    # Clip the meta-batch's mean gradient, as on one device.
     grads, norm = tf.clip_by_global_norm(grads, self.config.clip)
+    if self.replicas > 1:
+      # Keras optimizers sum the replicas' gradients; hand each a share.
+      grads = [g / self.replicas for g in grads]
     self.optimizer.apply_gradients(zip(grads, self.rule.trainable_variables))
     stats["grad_norm"] = norm
     return stats
+
+  def _train_step_impl(self, batch: Episode):
+    stats = self.strategy.run(self._replica_step, args=(batch,))
+    return tf.nest.map_structure(
+        lambda t: self.strategy.experimental_local_results(t)[0], stats)
+
+  def distribute(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Splits each meta-batch of `dataset` across the replicas."""
+    if self.replicas == 1:
+      return dataset
+    return self.strategy.experimental_distribute_dataset(dataset)
 
   def _eval_step_impl(self, episode: Episode):
     loss, metric, result = self.episode_loss(episode)
@@ -220,7 +254,7 @@ class MetaTrainer:
     logging.info("Meta-training episodes %d..%d of %d.", start, stop,
                  c.episodes)
     running, t0 = {}, time.time()
-    dataset = self.task.train_dataset(start)
+    dataset = self.distribute(self.task.train_dataset(start))
     try:
       for batch in dataset:
         before = int(self.episode.numpy())

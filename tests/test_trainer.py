@@ -146,3 +146,38 @@ def test_short_real_omniglot_run_beats_chance(tmp_path, real_data_dir,
   assert float(m.group(1)) >= 60.0
   assert (tmp_path / "run" / "saved_model" / "saved_model.pb").is_file()
   assert (tmp_path / "run" / "gates.png").is_file()
+
+
+def test_meta_batch_split_across_replicas_matches_one_device(tmp_path):
+  """tf.distribute: 2 replicas x 1 episode == 1 device x 2 episodes."""
+  script = textwrap.dedent(f"""
+      import sys
+      sys.path.insert(0, {str(REPO / 'tests')!r})
+      import numpy as np, tensorflow as tf
+      from metalstm_tf import builder, tasks
+      from metalstm_tf.update_rules import MetaLSTM
+      from metalstm_tf.trainer import MetaTrainer
+      from helpers import synthetic_splits, tiny_config
+      strategy = builder.make_strategy(2)
+      out = []
+      for name, strat in (("one", tf.distribute.get_strategy()),
+                          ("two", strategy)):
+        cfg = tiny_config(__import__("pathlib").Path({str(tmp_path)!r}) / name,
+                          meta_batch_size=2, episodes=4, val_every=100)
+        task = tasks.image_task(synthetic_splits(), cfg)
+        with strat.scope():
+          rule = MetaLSTM(task.learner.initial_theta(), hidden_size=4, seed=0)
+        trainer = MetaTrainer(task, rule, cfg, strat)
+        assert trainer.replicas == (1 if name == "one" else 2)
+        trainer.fit()
+        # Adam's moments reveal the gradient's scale as well as direction.
+        out.append([v.numpy() for v in rule.trainable_variables] +
+                   [v.numpy() for v in trainer.optimizer.variables])
+      assert len(out[0]) == len(out[1]) > 14
+      for a, b in zip(*out):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=2e-5)
+      print("OK")
+  """)
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                       text=True, cwd=REPO)
+  assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
