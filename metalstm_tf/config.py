@@ -58,7 +58,9 @@ class TrainConfig:
                  "checkpoint_every"):
       value = getattr(self, name)
       if not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        flag = {"way": "ways", "shot": "shots"}.get(name, name)
+        raise ValueError(f"--{flag} must be a positive integer, got "
+                         f"{value!r}. Set it to 1 or more.")
     if self.lr <= 0 or self.clip <= 0:
-      raise ValueError(f"lr and clip must be positive, got {self.lr}, "
+      raise ValueError(f"--lr and --clip must be positive, got {self.lr} and "
                        f"{self.clip}.")

@@ -57,3 +57,22 @@ def test_errors(kwargs, message):
   args.update(kwargs)
   with pytest.raises(DatasetError, match=message):
     EpisodeSampler(**args)
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--ways", 0, "--ways must be a positive integer"),
+    ("--shots", -1, "--shots must be a positive integer"),
+    ("--queries", 0, "--queries must be a positive integer"),
+    ("--lr", -1, "--lr and --clip must be positive"),
+])
+def test_command_line_rejects_bad_sizes_before_loading_data(tmp_path, flag,
+                                                            value, message):
+  import subprocess
+  import sys
+  from conftest import REPO
+  out = subprocess.run(
+      [sys.executable, "main.py", f"{flag}={value}",
+       f"--data_dir={tmp_path}", f"--logdir={tmp_path / 'run'}"],
+      capture_output=True, text=True, cwd=REPO)
+  assert out.returncode == 2
+  assert message in out.stderr
