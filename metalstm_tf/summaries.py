@@ -15,13 +15,13 @@ def _figure_png(fig) -> bytes:
 
 
 def gate_figure(input_gates: np.ndarray, forget_gates: np.ndarray,
-                coordinates, max_episodes: int = 10) -> bytes:
+                names, max_episodes: int = 10) -> bytes:
   """Input- and forget-gate values across the inner steps (000_cda7 App. B).
 
   Args:
     input_gates, forget_gates: `[episodes, steps, k]` gate values of k
       tracked learner coordinates.
-    coordinates: the k coordinate indices (legend).
+    names: the k coordinates' names (legend).
     max_episodes: episodes drawn (one thin line each, per coordinate).
   Returns:
     PNG bytes.
@@ -34,10 +34,10 @@ def gate_figure(input_gates: np.ndarray, forget_gates: np.ndarray,
   colors = plt.cm.tab10(np.linspace(0, 1, input_gates.shape[2]))
   for ax, gates, title in ((axes[0], input_gates, "input gate i_t"),
                            (axes[1], forget_gates, "forget gate f_t")):
-    for j, coord in enumerate(coordinates):
+    for j, coord in enumerate(names):
       for e in range(min(max_episodes, gates.shape[0])):
         ax.plot(steps, gates[e, :, j], color=colors[j], alpha=0.6, lw=1,
-                label=f"param {coord}" if e == 0 else None)
+                label=coord if e == 0 else None)
     ax.set_xlabel("inner step")
     ax.set_title(title)
     ax.grid(alpha=0.3)

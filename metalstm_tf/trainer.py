@@ -299,6 +299,15 @@ class MetaTrainer:
           if step % 100 == 0:
             tf.summary.histogram(f"{name}/last_step", stats[f"{name}_last"])
 
+  def tracked_names(self) -> list[str]:
+    """`layer[index]` names of the tracked learner coordinates."""
+    names = []
+    for coord in self.tracked.numpy():
+      for name, (start, stop) in self.learner.layout.offsets().items():
+        if start <= coord < stop:
+          names.append(f"{name.split('/')[-1]}[{coord - start}]")
+    return names
+
   def test(self) -> dict:
     """Evaluates the current meta-parameters on the test episodes and writes
     the test summaries and the gate figure (000_cda7dfe262473a44 App. B)."""
@@ -311,7 +320,7 @@ class MetaTrainer:
       if "input_gate_tracked" in result:
         png = summaries.gate_figure(result["input_gate_tracked"],
                                     result["forget_gate_tracked"],
-                                    self.tracked.numpy())
+                                    self.tracked_names())
         (self.logdir / "gates.png").write_bytes(png)
         tf.summary.image("gates", summaries.png_to_image(png))
       if self.task.test_figure is not None:
