@@ -188,3 +188,28 @@ def test_real_mini_imagenet_split_counts(real_data_dir, shared_cache_dir):
   assert counts == {"train": (64, 600, (84, 84, 3)),
                     "val": (16, 600, (84, 84, 3)),
                     "test": (20, 600, (84, 84, 3))}
+
+
+def test_missing_omniglot_zips_are_downloaded(tmp_path, monkeypatch):
+  """The download path, against a file server on the loopback interface."""
+  import functools
+  import http.server
+  import threading
+  write_omniglot_zips(tmp_path / "served")
+  handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                              directory=str(tmp_path / "served" / "omniglot"))
+  handler.log_message = lambda *args: None
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  try:
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setattr(omniglot, "ZIP_URLS", {
+        name: f"{base}/{name}" for name in omniglot.ZIP_URLS})
+    array, names = omniglot.load_characters(tmp_path / "data", tmp_path / "c")
+  finally:
+    server.shutdown()
+  assert array.shape == (12, 20, 28, 28) and len(names) == 12
+  for name in omniglot.ZIP_URLS:
+    assert (tmp_path / "data" / "omniglot" / name).is_file()
+  assert not list((tmp_path / "data" / "omniglot").glob("*.part"))
