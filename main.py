@@ -16,9 +16,11 @@ import time
 
 import flags as metalstm_flags  # Defines the flags.
 from absl import app
+from absl import flags as absl_flags
 from absl import logging
 
 FLAGS = metalstm_flags.FLAGS
+absl_flags.adopt_module_key_flags(metalstm_flags)  # `--help` lists them.
 
 
 class ProgressBar:
