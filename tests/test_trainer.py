@@ -146,6 +146,17 @@ def test_short_real_omniglot_run_beats_chance(tmp_path, real_data_dir,
   assert float(m.group(1)) >= 60.0
   assert (tmp_path / "run" / "saved_model" / "saved_model.pb").is_file()
   assert (tmp_path / "run" / "gates.png").is_file()
+  # --mode=test re-evaluates the best checkpoint on the same test episodes.
+  again = subprocess.run(
+      [sys.executable, "main.py", "--dataset=omniglot", "--shots=1",
+       "--episodes=300", "--mode=test", "--test_episodes=50",
+       f"--data_dir={real_data_dir}", f"--cache_dir={shared_cache_dir}",
+       f"--logdir={tmp_path / 'run'}"],
+      capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  m2 = re.fullmatch(r"RESULT .* mean=([\d.]+) ci95=([\d.]+) episodes=50",
+                    again.stdout.strip().splitlines()[-1])
+  assert m2 and abs(float(m2.group(1)) - float(m.group(1))) < 0.1
 
 
 def test_meta_batch_split_across_replicas_matches_one_device(tmp_path):
@@ -181,3 +192,13 @@ def test_meta_batch_split_across_replicas_matches_one_device(tmp_path):
   out = subprocess.run([sys.executable, "-c", script], capture_output=True,
                        text=True, cwd=REPO)
   assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_test_mode_without_a_trained_model_says_so(tmp_path, real_data_dir,
+                                                   shared_cache_dir):
+  out = subprocess.run(
+      [sys.executable, "main.py", "--mode=test", f"--data_dir={real_data_dir}",
+       f"--cache_dir={shared_cache_dir}", f"--logdir={tmp_path / 'empty'}"],
+      capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert out.returncode == 1
+  assert "No validated model" in out.stderr and "--mode=train" in out.stderr
