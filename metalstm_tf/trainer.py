@@ -131,6 +131,12 @@ class MetaTrainer:
         stats[k] = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, stats[k])
     # Clip the meta-batch's mean gradient, as on one device.
     grads, norm = tf.clip_by_global_norm(grads, self.config.clip)
+    # A diverged inner loop (inf/NaN loss) must not poison the meta-parameters:
+    # such a meta-batch contributes a zero gradient (Adam's momentum still
+    # moves the parameters) and is counted in `skipped`.
+    finite = tf.math.is_finite(norm)
+    grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+    stats["skipped"] = tf.cast(tf.logical_not(finite), tf.int32)
     if self.replicas > 1:
       # Keras optimizers sum the replicas' gradients; hand each a share.
       grads = [g / self.replicas for g in grads]
@@ -187,6 +193,8 @@ class MetaTrainer:
     return result
 
   def _is_better(self, value: float) -> bool:
+    if not math.isfinite(value):
+      return False
     best = float(self.best_metric.numpy())
     if math.isnan(best):
       return True
@@ -253,7 +261,7 @@ class MetaTrainer:
                                                        start + max_episodes)
     logging.info("Meta-training episodes %d..%d of %d.", start, stop,
                  c.episodes)
-    running, t0 = {}, time.time()
+    running, t0, skipped = {}, time.time(), 0
     dataset = self.distribute(self.task.train_dataset(start))
     try:
       for batch in dataset:
@@ -261,6 +269,11 @@ class MetaTrainer:
         if before >= stop:
           break
         stats = self.train_step(batch)
+        if int(stats["skipped"]):
+          skipped += 1
+          logging.log_every_n_seconds(
+              logging.WARNING, "Episode %d: non-finite meta-gradient, "
+              "update skipped (%d so far).", 60, before, skipped)
         after = before + c.meta_batch_size
         self.episode.assign(after)
         for k in ("loss", "metric"):

@@ -202,3 +202,24 @@ def test_test_mode_without_a_trained_model_says_so(tmp_path, real_data_dir,
       capture_output=True, text=True, cwd=REPO, timeout=600)
   assert out.returncode == 1
   assert "No validated model" in out.stderr and "--mode=train" in out.stderr
+
+
+def test_non_finite_episode_does_not_poison_the_meta_learner(tmp_path):
+  task, rule, trainer = build(tiny_config(tmp_path))
+  batch = next(iter(task.train_dataset(0)))
+  bad = batch._replace(support_images=batch.support_images * np.inf)
+  stats = trainer.train_step(bad)
+  assert int(stats["skipped"]) == 1
+  assert all(np.isfinite(w).all() for w in _weights(rule))
+  stats = trainer.train_step(batch)
+  assert int(stats["skipped"]) == 0
+  assert all(np.isfinite(w).all() for w in _weights(rule))
+
+
+def test_nan_validation_is_never_the_best(tmp_path):
+  _, _, trainer = build(tiny_config(tmp_path))
+  assert trainer._is_better(50.0)
+  assert not trainer._is_better(float("nan"))
+  trainer.best_metric.assign(50.0)
+  assert not trainer._is_better(float("nan"))
+  assert trainer._is_better(60.0) and not trainer._is_better(40.0)
