@@ -147,33 +147,36 @@ def test_mini_imagenet_missing_files_and_corrupt_image(tmp_path):
   assert not list((tmp_path / "c").glob("*.json"))
 
 
+def _inspect(dataset, data_dir, cache_dir, *extra):
+  """Runs `python -m data_prep`; returns the finished process."""
+  return subprocess.run(
+      [sys.executable, "-m", "data_prep", f"--dataset={dataset}",
+       f"--data_dir={data_dir}", f"--cache_dir={cache_dir}", *extra],
+      capture_output=True, text=True, cwd=REPO)
+
+
+def _inspect_json(dataset, data_dir, cache_dir):
+  out = _inspect(dataset, data_dir, cache_dir, "--json")
+  assert out.returncode == 0, out.stderr[-2000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_inspect_command_json(tmp_path):
   write_mini_imagenet(tmp_path / "data", as_zip=True)
-  out = subprocess.run(
-      [sys.executable, "-m", "data_prep", "--dataset=mini_imagenet",
-       f"--data_dir={tmp_path / 'data'}", f"--cache_dir={tmp_path / 'c'}",
-       "--json"], capture_output=True, text=True, cwd=REPO, check=True)
-  summary = json.loads(out.stdout.strip().splitlines()[-1])
+  summary = _inspect_json("mini_imagenet", tmp_path / "data", tmp_path / "c")
   assert summary == {"train": {"classes": 3, "images_per_class": 8},
                      "val": {"classes": 2, "images_per_class": 8},
                      "test": {"classes": 2, "images_per_class": 8}}
 
 
 def test_inspect_command_reports_missing_data(tmp_path):
-  out = subprocess.run(
-      [sys.executable, "-m", "data_prep", "--dataset=mini_imagenet",
-       f"--data_dir={tmp_path}", f"--cache_dir={tmp_path / 'c'}"],
-      capture_output=True, text=True, cwd=REPO)
+  out = _inspect("mini_imagenet", tmp_path, tmp_path / "c")
   assert out.returncode == 1 and "error: Missing" in out.stderr
 
 
 @pytest.mark.real_data
 def test_real_omniglot_vinyals_split_counts(real_data_dir, shared_cache_dir):
-  out = subprocess.run(
-      [sys.executable, "-m", "data_prep", "--dataset=omniglot",
-       f"--data_dir={real_data_dir}", f"--cache_dir={shared_cache_dir}",
-       "--json"], capture_output=True, text=True, cwd=REPO, check=True)
-  summary = json.loads(out.stdout.strip().splitlines()[-1])
+  summary = _inspect_json("omniglot", real_data_dir, shared_cache_dir)
   assert summary == {"train": {"classes": 4112, "images_per_class": 20},
                      "val": {"classes": 688, "images_per_class": 20},
                      "test": {"classes": 1692, "images_per_class": 20}}
