@@ -59,10 +59,25 @@ def episode_dataset(split: SplitData, way: int, shot: int, queries: int,
     return Episode(x[:n_s], tf.ensure_shape(s_lab, [n_s]), x[n_s:],
                    tf.ensure_shape(q_lab, [n_q]))
 
-  stop = None if num_episodes is None else start + num_episodes
-  ds = (tf.data.Dataset.range(start, stop) if stop is not None else
-        tf.data.Dataset.range(start, np.iinfo(np.int64).max))
-  ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return indexed_stream(load, start, num_episodes, batch_size, prefetch)
+
+
+def indexed_stream(load, start: int = 0, num_episodes: int | None = None,
+                   batch_size: int | None = None,
+                   prefetch: int = 4) -> tf.data.Dataset:
+  """`load(index)` for episode indices `start, start + 1, ...`, in order.
+
+  Args:
+    load: int64 scalar tensor -> an episode structure (pure in the index).
+    start: first index (for resuming).
+    num_episodes: how many; None for an endless stream.
+    batch_size: if set, episodes are batched into `[batch_size, ...]`.
+    prefetch: batches prepared ahead of the consumer.
+  """
+  stop = (np.iinfo(np.int64).max if num_episodes is None else
+          start + num_episodes)
+  ds = tf.data.Dataset.range(start, stop).map(
+      load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if batch_size:
     ds = ds.batch(batch_size, drop_remainder=True)
   return ds.prefetch(prefetch)

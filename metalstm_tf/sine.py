@@ -7,17 +7,16 @@ ReLU MLP trained with the MSE loss. Task `i` of a stream is a pure function of
 """
 
 import dataclasses
-import io
 
 import numpy as np
 import tensorflow as tf
 
-from metalstm_tf import inner_loop
+from metalstm_tf import inner_loop, pipeline, summaries
 from metalstm_tf.config import TrainConfig
 from metalstm_tf.episodes import Episode
 from metalstm_tf.learners import MLPLearner
 from metalstm_tf.sampling import episode_rng
-from metalstm_tf.tasks import TEST_SEED_OFFSET, VAL_SEED_OFFSET, Task
+from metalstm_tf.tasks import Task, eval_seed
 
 AMPLITUDE = (0.1, 5.0)
 PHASE = (0.0, np.pi)
@@ -69,12 +68,7 @@ def task_dataset(shots: int, queries: int, seed: int, start: int = 0,
                    tf.ensure_shape(qx, [queries, 1]),
                    tf.ensure_shape(qy, [queries, 1]))
 
-  stop = np.iinfo(np.int64).max if num_tasks is None else start + num_tasks
-  ds = tf.data.Dataset.range(start, stop).map(
-      load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  if batch_size:
-    ds = ds.batch(batch_size, drop_remainder=True)
-  return ds.prefetch(4)
+  return pipeline.indexed_stream(load, start, num_tasks, batch_size)
 
 
 def sine_task(config: TrainConfig) -> Task:
@@ -86,9 +80,8 @@ def sine_task(config: TrainConfig) -> Task:
                         batch_size=config.meta_batch_size)
 
   def eval_dataset(split, num):
-    offset = VAL_SEED_OFFSET if split == "val" else TEST_SEED_OFFSET
-    return task_dataset(config.shot, config.queries, config.seed + offset,
-                        num_tasks=num)
+    return task_dataset(config.shot, config.queries,
+                        eval_seed(config.seed, split), num_tasks=num)
 
   def figure(trainer) -> bytes:
     return prediction_figure(trainer, config)
@@ -107,7 +100,7 @@ def prediction_figure(trainer, config: TrainConfig, num_tasks: int = 4) -> bytes
   grid = np.linspace(*X_RANGE, 200, dtype=np.float32)[:, None]
   fig, axes = plt.subplots(1, num_tasks, figsize=(4 * num_tasks, 3.2))
   for k, ax in enumerate(np.atleast_1d(axes)):
-    t = sample_task(episode_rng(config.seed + TEST_SEED_OFFSET, k),
+    t = sample_task(episode_rng(eval_seed(config.seed, "test"), k),
                     config.shot, config.queries)
     result = inner_loop.adapt(learner, rule, tf.constant(t.support_x),
                               tf.constant(t.support_y), config.inner_steps,
@@ -121,7 +114,4 @@ def prediction_figure(trainer, config: TrainConfig, num_tasks: int = 4) -> bytes
     ax.set_title(f"A={t.amplitude:.2f}, phase={t.phase:.2f}")
     ax.set_ylim(-5.5, 5.5)
   np.atleast_1d(axes)[0].legend(fontsize=7)
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-  plt.close(fig)
-  return buf.getvalue()
+  return summaries.figure_png(fig, dpi=90)

@@ -6,9 +6,10 @@ import numpy as np
 import tensorflow as tf
 
 
-def _figure_png(fig) -> bytes:
+def figure_png(fig, dpi: int = 100) -> bytes:
+  """Renders a matplotlib figure to PNG bytes and closes it."""
   buf = io.BytesIO()
-  fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+  fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
   import matplotlib.pyplot as plt
   plt.close(fig)
   return buf.getvalue()
@@ -44,7 +45,7 @@ def gate_figure(input_gates: np.ndarray, forget_gates: np.ndarray,
   axes[0].legend(fontsize=7, loc="best")
   fig.suptitle(f"Gate values across inner steps, {min(max_episodes, input_gates.shape[0])} "
                "test episodes")
-  return _figure_png(fig)
+  return figure_png(fig)
 
 
 def png_to_image(png: bytes) -> tf.Tensor:

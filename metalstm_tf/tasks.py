@@ -20,6 +20,11 @@ VAL_SEED_OFFSET = 1_000_003
 TEST_SEED_OFFSET = 2_000_003
 
 
+def eval_seed(seed: int, split: str) -> int:
+  """Seed of the fixed validation ('val') or test episode stream."""
+  return seed + (VAL_SEED_OFFSET if split == "val" else TEST_SEED_OFFSET)
+
+
 @dataclasses.dataclass
 class Task:
   """A learner and its episode streams.
@@ -60,10 +65,10 @@ def image_task(splits: dict[str, SplitData], config: TrainConfig) -> Task:
         batch_size=config.meta_batch_size)
 
   def eval_dataset(split, num_episodes):
-    offset = VAL_SEED_OFFSET if split == "val" else TEST_SEED_OFFSET
     return pipeline.episode_dataset(
         splits[split], config.way, config.shot, config.queries,
-        seed=config.seed + offset, num_episodes=num_episodes, augment=False)
+        seed=eval_seed(config.seed, split), num_episodes=num_episodes,
+        augment=False)
 
   # Building the three samplers now reports bad sizes before any training.
   for split in ("train", "val", "test"):

@@ -273,7 +273,7 @@ class MetaTrainer:
           skipped += 1
           logging.log_every_n_seconds(
               logging.WARNING, "Episode %d: non-finite meta-gradient, "
-              "update skipped (%d so far).", 60, before, skipped)
+              "zeroed (%d so far).", 60, before, skipped)
         after = before + c.meta_batch_size
         self.episode.assign(after)
         for k in ("loss", "metric"):
@@ -314,9 +314,9 @@ class MetaTrainer:
 
   def tracked_names(self) -> list[str]:
     """`layer[index]` names of the tracked learner coordinates."""
-    names = []
+    names, offsets = [], self.learner.layout.offsets()
     for coord in self.tracked.numpy():
-      for name, (start, stop) in self.learner.layout.offsets().items():
+      for name, (start, stop) in offsets.items():
         if start <= coord < stop:
           names.append(f"{name.split('/')[-1]}[{coord - start}]")
     return names
