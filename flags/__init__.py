@@ -41,6 +41,9 @@ absl_flags.DEFINE_integer("val_episodes", None, "Validation episodes "
 absl_flags.DEFINE_integer("test_episodes", None, "Test episodes "
                           "(default 600; 2,000 for sine).")
 absl_flags.DEFINE_float("lr", 1e-3, "Adam learning rate of the meta-learner.")
+absl_flags.DEFINE_enum("lr_schedule", "constant", ["constant", "cosine"],
+                       "Meta learning-rate schedule: constant (the paper) or "
+                       "cosine decay to zero over --episodes.")
 absl_flags.DEFINE_float("clip", 0.25, "Global-norm clip of the meta-gradient.")
 absl_flags.DEFINE_integer("hidden_size", 20, "Hidden units of the "
                           "meta-learner's first (LSTM) layer.")
@@ -100,7 +103,7 @@ def config_from_flags(f=FLAGS) -> TrainConfig:
       val_every=_default(f.val_every, 2500 if sine else 500),
       val_episodes=_default(f.val_episodes, 1000 if sine else 100),
       test_episodes=_default(f.test_episodes, 2000 if sine else 600),
-      lr=f.lr, clip=f.clip, hidden_size=f.hidden_size, filters=f.filters,
+      lr=f.lr, lr_schedule=f.lr_schedule, clip=f.clip, hidden_size=f.hidden_size, filters=f.filters,
       preprocess=f.preprocess, second_order=f.second_order,
       xla=_default(f.xla, _gpu_present()),
       augment=_default(f.augment, f.dataset == "mini_imagenet"),

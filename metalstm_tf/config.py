@@ -2,6 +2,8 @@
 
 import dataclasses
 
+LR_SCHEDULES = ("constant", "cosine")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -18,6 +20,8 @@ class TrainConfig:
     val_every, val_episodes: validation cadence and size.
     test_episodes: episodes of the final test.
     lr, clip: Adam learning rate and global gradient-norm clip.
+    lr_schedule: 'constant' (the paper) or 'cosine' (decays `lr` to zero
+      along a half cosine over the run's meta-updates).
     hidden_size: layer-1 hidden units of the meta-learner.
     filters: channels of the Conv-4 learner.
     preprocess: log/sign preprocessing of the meta-learner's inputs.
@@ -41,6 +45,7 @@ class TrainConfig:
   test_episodes: int = 600
   lr: float = 1e-3
   clip: float = 0.25
+  lr_schedule: str = "constant"
   hidden_size: int = 20
   filters: int = 32
   preprocess: bool = True
@@ -64,3 +69,6 @@ class TrainConfig:
     if self.lr <= 0 or self.clip <= 0:
       raise ValueError(f"--lr and --clip must be positive, got {self.lr} and "
                        f"{self.clip}.")
+    if self.lr_schedule not in LR_SCHEDULES:
+      raise ValueError(f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}"
+                       f", got {self.lr_schedule!r}.")

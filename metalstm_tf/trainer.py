@@ -37,6 +37,14 @@ def mean_and_ci95(values) -> tuple[float, float]:
   return float(values.mean()), float(1.96 * values.std() / math.sqrt(len(values)))
 
 
+def learning_rate(config: TrainConfig):
+  """Adam's learning rate: a float, or a schedule over meta-updates."""
+  if config.lr_schedule == "cosine":
+    updates = -(-config.episodes // config.meta_batch_size)
+    return keras.optimizers.schedules.CosineDecay(config.lr, updates)
+  return config.lr
+
+
 class MetaTrainer:
   """Trains `rule` on `task` as `config` says.
 
@@ -62,7 +70,7 @@ class MetaTrainer:
           f"{self.replicas}.")
     self.logdir = pathlib.Path(config.logdir)
     with self.strategy.scope():
-      self.optimizer = keras.optimizers.Adam(config.lr)
+      self.optimizer = keras.optimizers.Adam(learning_rate(config))
       self.optimizer.build(rule.trainable_variables)
     self.episode = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.best_metric = tf.Variable(np.nan, dtype=tf.float64, trainable=False)
@@ -306,11 +314,16 @@ class MetaTrainer:
       tf.summary.scalar(self.task.metric,
                         stats["metric"] * self.task.report_scale)
       tf.summary.scalar("meta_grad_norm", stats["grad_norm"])
+      tf.summary.scalar("learning_rate", self.current_lr())
       for name in ("input_gate", "forget_gate"):
         if f"{name}_mean" in stats:
           tf.summary.scalar(f"{name}/mean", stats[f"{name}_mean"])
           if step % 100 == 0:
             tf.summary.histogram(f"{name}/last_step", stats[f"{name}_last"])
+
+  def current_lr(self) -> float:
+    """The learning rate of the next meta-update."""
+    return float(self.optimizer.learning_rate)  # Keras evaluates schedules.
 
   def tracked_names(self) -> list[str]:
     """`layer[index]` names of the tracked learner coordinates."""

@@ -223,3 +223,30 @@ def test_nan_validation_is_never_the_best(tmp_path):
   trainer.best_metric.assign(50.0)
   assert not trainer._is_better(float("nan"))
   assert trainer._is_better(60.0) and not trainer._is_better(40.0)
+
+
+def test_cosine_schedule_decays_over_the_run_and_survives_resume(tmp_path):
+  config = tiny_config(tmp_path, lr_schedule="cosine", meta_batch_size=2,
+                       lr=1e-3)  # 8 episodes = 4 meta-updates.
+  seen = {}
+
+  def interrupt(episode, total, stats):
+    seen[episode] = trainer.current_lr()
+    if episode == 4:
+      raise KeyboardInterrupt
+  _, _, trainer = build(config)
+  assert trainer.current_lr() == pytest.approx(1e-3)
+  with pytest.raises(KeyboardInterrupt):
+    trainer.fit(on_progress=interrupt)
+  assert seen[2] == pytest.approx(1e-3 * (1 + np.cos(np.pi / 4)) / 2)
+  assert seen[4] == pytest.approx(0.5e-3)
+  _, _, resumed = build(config)
+  resumed.restore_latest()
+  assert resumed.current_lr() == pytest.approx(0.5e-3)
+  resumed.fit()
+  assert resumed.current_lr() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_unknown_lr_schedule_is_rejected(tmp_path):
+  with pytest.raises(ValueError, match="--lr_schedule must be one of"):
+    tiny_config(tmp_path, lr_schedule="linear")
