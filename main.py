@@ -11,6 +11,7 @@ a SavedModel to <logdir>/saved_model. The last line printed is
 """
 
 import json
+import signal
 import sys
 import time
 
@@ -71,6 +72,11 @@ def export(config, task, rule, logdir):
   logging.info("Exported the SavedModel to %s.", path)
 
 
+def _interrupt(signum, frame):
+  del signum, frame
+  raise KeyboardInterrupt
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -96,7 +102,12 @@ def main(argv):
   logging.info("Run directory: %s (tensorboard --logdir %s)", logdir, logdir)
   mode = FLAGS.mode
   if mode == "train":
-    trainer.fit(on_progress=ProgressBar(task.metric, task.report_scale))
+    # `kill` (SIGTERM) stops a run like Ctrl-C: checkpoint, then exit.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+      trainer.fit(on_progress=ProgressBar(task.metric, task.report_scale))
+    except KeyboardInterrupt:
+      return 130  # The trainer saved a checkpoint and said how to resume.
   try:
     trainer.restore_best()
   except FileNotFoundError as e:

@@ -1,9 +1,17 @@
 """Sine-wave regression: task sampler, MLP learner, a short meta-training."""
 
+import re
+import signal
+import subprocess
+import sys
+import time
+
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
+from conftest import REPO
 from helpers import tiny_config
 from metalstm_tf import builder, sine
 from metalstm_tf.learners import MLPLearner
@@ -73,3 +81,36 @@ def test_short_meta_training_beats_the_unadapted_initialisation(tmp_path):
   assert result["mean"] < unadapted_mse()  # adaptation helps ...
   assert result["mean"] < 0.8 * before  # ... and meta-training too
   assert (tmp_path / "run" / "predictions.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_command_saves_and_resumes(tmp_path, sig):
+  """Ctrl-C or kill: a checkpoint, exit code 130, and the same command
+  continues from it."""
+  command = [sys.executable, "main.py", "--dataset=sine", "--shots=5",
+             "--episodes=100000", "--val_every=100000", "--val_episodes=10",
+             "--hidden_size=4",
+             f"--logdir={tmp_path / 'run'}"]
+  log = tmp_path / "stderr.txt"
+  with open(log, "w") as err:
+    proc = subprocess.Popen(command, cwd=REPO, stderr=err,
+                            stdout=subprocess.DEVNULL)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    deadline = time.time() + 300
+    while not list(checkpoints.glob("ckpt-*.index")):  # training is under way
+      assert proc.poll() is None and time.time() < deadline, log.read_text()
+      time.sleep(0.5)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=120) == 130, log.read_text()[-3000:]
+  lines = log.read_text().splitlines()
+  saved = re.search(r"Interrupted: saved \S+ckpt-(\d+)", "".join(lines))
+  assert saved, "".join(lines[-20:])
+  episode = int(saved.group(1))
+  assert episode > 0
+  resumed = subprocess.run(
+      command[:4] + [f"--episodes={episode + 2}", "--test_episodes=4"] +
+      command[5:], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f"at episode {episode}." in resumed.stderr
+  assert resumed.stdout.strip().splitlines()[-1].startswith(
+      "RESULT dataset=sine")
