@@ -1,0 +1,52 @@
+"""Command-line flags: per-dataset defaults and explicit overrides."""
+
+from absl import flags as absl_flags
+from absl.testing import flagsaver
+import pytest
+
+import flags as metalstm_flags
+
+
+def _config(*argv):
+  with flagsaver.flagsaver():
+    absl_flags.FLAGS.unparse_flags()
+    absl_flags.FLAGS(["main.py", *argv])
+    return metalstm_flags.config_from_flags()
+
+
+def test_omniglot_defaults_are_the_papers():
+  one = _config("--dataset=omniglot", "--shots=1")
+  assert (one.way, one.shot, one.queries) == (5, 1, 15)
+  assert (one.inner_steps, one.inner_batch_size) == (12, 5)
+  assert (one.episodes, one.val_every, one.val_episodes,
+          one.test_episodes) == (75000, 500, 100, 600)
+  assert (one.lr, one.clip, one.lr_schedule) == (1e-3, 0.25, "constant")
+  assert one.preprocess and not one.second_order and not one.augment
+  five = _config("--dataset=omniglot", "--shots=5")
+  assert (five.inner_steps, five.inner_batch_size, five.episodes) == (
+      8, 25, 50000)
+  assert _config("--dataset=mini_imagenet", "--shots=1").augment
+
+
+def test_sine_defaults_are_the_protocol_and_the_measured_best_setting():
+  c = _config("--dataset=sine", "--shots=10")
+  assert (c.way, c.shot, c.queries, c.inner_steps, c.inner_batch_size) == (
+      1, 10, 50, 8, 10)
+  assert (c.episodes, c.val_every, c.val_episodes, c.test_episodes) == (
+      70000, 2500, 1000, 2000)
+  assert c.second_order and not c.preprocess and c.lr_schedule == "cosine"
+
+
+def test_explicit_flags_override_the_dataset_defaults():
+  c = _config("--dataset=sine", "--shots=5", "--nosecond_order",
+              "--preprocess", "--lr_schedule=constant", "--episodes=10")
+  assert not c.second_order and c.preprocess
+  assert (c.lr_schedule, c.episodes) == ("constant", 10)
+  c = _config("--dataset=omniglot", "--shots=1", "--second_order",
+              "--nopreprocess", "--lr_schedule=cosine")
+  assert c.second_order and not c.preprocess and c.lr_schedule == "cosine"
+
+
+def test_unknown_schedule_is_rejected_by_the_parser():
+  with pytest.raises(absl_flags.IllegalFlagValueError):
+    _config("--lr_schedule=linear")
