@@ -323,7 +323,8 @@ class MetaTrainer:
 
   def current_lr(self) -> float:
     """The learning rate of the next meta-update."""
-    return float(self.optimizer.learning_rate)  # Keras evaluates schedules.
+    # Keras evaluates schedules; a constant rate may be a (mirrored) variable.
+    return float(tf.convert_to_tensor(self.optimizer.learning_rate))
 
   def tracked_names(self) -> list[str]:
     """`layer[index]` names of the tracked learner coordinates."""
