@@ -11,6 +11,7 @@ a SavedModel to <logdir>/saved_model. The last line printed is
 """
 
 import json
+import math
 import signal
 import sys
 import time
@@ -44,8 +45,8 @@ class ProgressBar:
     bar = "=" * filled + "." * (self.width - filled)
     line = (f"[{bar}] {episode}/{total} {rate:.2f} ep/s ETA "
             f"{time.strftime('%H:%M:%S', time.gmtime(eta))} loss "
-            f"{stats['loss']:.4f} {self.metric} "
-            f"{stats['metric'] * self.scale:.3f}")
+            f"{stats.get('loss', math.nan):.4f} {self.metric} "
+            f"{stats.get('metric', math.nan) * self.scale:.3f}")
     sys.stderr.write(("\r" + line) if self.tty else (line + "\n"))
     if finished and self.tty:
       sys.stderr.write("\n")

@@ -286,7 +286,9 @@ class MetaTrainer:
         self.episode.assign(after)
         for k in ("loss", "metric"):
           v = float(stats[k])
-          running[k] = v if k not in running else 0.95 * running[k] + 0.05 * v
+          if math.isfinite(v):  # one diverged episode must not stick as NaN.
+            running[k] = (v if k not in running else
+                          0.95 * running[k] + 0.05 * v)
         if after // 10 != before // 10 or after >= stop:
           self._write_train_summaries(after, stats)
         if on_progress is not None:

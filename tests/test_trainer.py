@@ -1,5 +1,6 @@
 """Meta-training: overfitting, XLA, resume, SavedModel, and a real run."""
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -250,3 +251,20 @@ def test_cosine_schedule_decays_over_the_run_and_survives_resume(tmp_path):
 def test_unknown_lr_schedule_is_rejected(tmp_path):
   with pytest.raises(ValueError, match="--lr_schedule must be one of"):
     tiny_config(tmp_path, lr_schedule="linear")
+
+
+def test_running_stats_skip_a_non_finite_episode(tmp_path):
+  task, _, trainer = build(tiny_config(tmp_path, episodes=6, val_every=6))
+  clean = task.train_dataset
+
+  def with_a_bad_episode(start):
+    def poison(i, batch):
+      scale = tf.where(i == 1, np.inf, 1.0)
+      return batch._replace(support_images=batch.support_images * scale)
+    return clean(start).enumerate().map(poison)
+  trainer.task = dataclasses.replace(task, train_dataset=with_a_bad_episode)
+  seen = []
+  trainer.fit(on_progress=lambda episode, total, stats: seen.append(stats))
+  assert len(seen) == 6
+  assert all(np.isfinite(s["loss"]) and np.isfinite(s["metric"])
+             for s in seen)
