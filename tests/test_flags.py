@@ -31,7 +31,7 @@ def test_omniglot_defaults_are_the_papers():
 def test_sine_defaults_are_the_protocol_and_the_measured_best_setting():
   c = _config("--dataset=sine", "--shots=10")
   assert (c.way, c.shot, c.queries, c.inner_steps, c.inner_batch_size) == (
-      1, 10, 50, 8, 10)
+      1, 10, 50, 16, 10)
   assert (c.episodes, c.val_every, c.val_episodes, c.test_episodes) == (
       70000, 2500, 1000, 2000)
   assert c.second_order and not c.preprocess and c.lr_schedule == "cosine"
