@@ -6,7 +6,7 @@ shots (BRIEF §1 and §5); library code never reads these flags.
 
 from absl import flags as absl_flags
 
-from metalstm_tf.config import TrainConfig
+from metalstm_tf.config import LR_SCHEDULES, TrainConfig
 
 FLAGS = absl_flags.FLAGS
 DATASETS = ("omniglot", "mini_imagenet", "sine")
@@ -42,7 +42,7 @@ absl_flags.DEFINE_integer("val_episodes", None, "Validation episodes "
 absl_flags.DEFINE_integer("test_episodes", None, "Test episodes "
                           "(default 600; 2,000 for sine).")
 absl_flags.DEFINE_float("lr", 1e-3, "Adam learning rate of the meta-learner.")
-absl_flags.DEFINE_enum("lr_schedule", None, ["constant", "cosine"],
+absl_flags.DEFINE_enum("lr_schedule", None, list(LR_SCHEDULES),
                        "Meta learning-rate schedule: constant or cosine decay "
                        "to zero over --episodes (default: constant, the "
                        "paper; cosine for sine).")
@@ -91,13 +91,11 @@ def config_from_flags(f=FLAGS) -> TrainConfig:
   one_shot = f.shots == 1
   way = 1 if sine else f.ways
   queries = _default(f.queries, 50 if sine else 15)
-  if sine:  # 16 measured better than 8 at 5 and 20 shots (RESULTS.md).
+  if sine:  # 16 steps measured better than 8 at 5 and 20 shots (RESULTS.md).
     inner_steps = _default(f.inner_steps, 16)
+    episodes = _default(f.episodes, 70000)
   else:  # The paper: 12 steps for 1-shot, 8 passes otherwise.
     inner_steps = _default(f.inner_steps, 12 if one_shot else 8)
-  if sine:
-    episodes = _default(f.episodes, 70000)
-  else:
     episodes = _default(f.episodes, 75000 if one_shot else 50000)
   logdir = _default(
       f.logdir, f"runs/{f.dataset}_{way}w{f.shots}s_seed{f.seed}")

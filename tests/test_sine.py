@@ -102,9 +102,9 @@ def test_interrupted_command_saves_and_resumes(tmp_path, sig):
       time.sleep(0.5)
     proc.send_signal(sig)
     assert proc.wait(timeout=120) == 130, log.read_text()[-3000:]
-  lines = log.read_text().splitlines()
-  saved = re.search(r"Interrupted: saved \S+ckpt-(\d+)", "".join(lines))
-  assert saved, "".join(lines[-20:])
+  output = log.read_text()
+  saved = re.search(r"Interrupted: saved \S+ckpt-(\d+)", output)
+  assert saved, output[-3000:]
   episode = int(saved.group(1))
   assert episode > 0
   resumed = subprocess.run(
