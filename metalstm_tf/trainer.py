@@ -183,7 +183,7 @@ class MetaTrainer:
     """Evaluates the current meta-parameters on `num_episodes` of `split`.
 
     Returns a dict with `mean`, `ci95` (in report units: percent for
-    accuracy), `loss`, per-episode `values`, and the tracked gate traces
+    accuracy), `loss`, per-episode `values` and `losses`, and the tracked gate traces
     (`input_gate_tracked`: `[episodes, steps, k]`) when the rule has gates.
     """
     values, losses, traces = [], [], {}
@@ -196,7 +196,7 @@ class MetaTrainer:
           traces.setdefault(k, []).append(v.numpy())
     mean, ci95 = mean_and_ci95(values)
     result = {"mean": mean, "ci95": ci95, "loss": float(np.mean(losses)),
-              "values": values, "episodes": len(values)}
+              "values": values, "losses": losses, "episodes": len(values)}
     result.update({k: np.stack(v) for k, v in traces.items()})
     return result
 
@@ -339,8 +339,14 @@ class MetaTrainer:
 
   def test(self) -> dict:
     """Evaluates the current meta-parameters on the test episodes and writes
-    the test summaries and the gate figure (000_cda7dfe262473a44 App. B)."""
+    the test summaries, the gate figure (000_cda7dfe262473a44 App. B) and
+    `test_episodes.csv` (each test episode's metric and loss, in episode
+    order, for paired comparisons between runs on the same episodes)."""
     result = self.evaluate("test", self.config.test_episodes)
+    rows = [f"episode,{self.task.metric},loss"] + [
+        f"{i},{v:.6g},{l:.6g}"
+        for i, (v, l) in enumerate(zip(result["values"], result["losses"]))]
+    (self.logdir / "test_episodes.csv").write_text("\n".join(rows) + "\n")
     step = int(self.episode.numpy())
     with self.writer("test").as_default(step=step):
       tf.summary.scalar(self.task.metric, result["mean"])

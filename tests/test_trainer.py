@@ -85,6 +85,10 @@ def test_test_split_writes_gate_figure(tmp_path):
   assert result["input_gate_tracked"].shape == (4, 3, 8)
   png = (tmp_path / "run" / "gates.png").read_bytes()
   assert png.startswith(b"\x89PNG")
+  rows = (tmp_path / "run" / "test_episodes.csv").read_text().splitlines()
+  assert rows[0] == "episode,accuracy,loss" and len(rows) == 5
+  values = np.array([float(r.split(",")[1]) for r in rows[1:]])
+  np.testing.assert_allclose(values.mean(), result["mean"], rtol=1e-5)
 
 
 def test_saved_model_runs_without_the_project(tmp_path):
