@@ -114,3 +114,20 @@ def test_interrupted_command_saves_and_resumes(tmp_path, sig):
   assert f"at episode {episode}." in resumed.stderr
   assert resumed.stdout.strip().splitlines()[-1].startswith(
       "RESULT dataset=sine")
+  if sig != signal.SIGTERM:
+    return
+  # The finished run feeds the error-analysis script, which re-adapts on the
+  # same test tasks and must reproduce the run's test MSE and its CSV.
+  reported = float(re.search(r"mean=(\S+)", resumed.stdout).group(1))
+  rows = (tmp_path / "run" / "test_episodes.csv").read_text().splitlines()
+  assert rows[0] == "episode,mse,loss" and len(rows) == 5
+  per_task = [float(r.split(",")[1]) for r in rows[1:]]
+  assert sum(per_task) / 4 == pytest.approx(reported, rel=1e-3, abs=1e-5)
+  analysis = subprocess.run(
+      [sys.executable, "benchmarks/sine_errors.py",
+       f"--logdir={tmp_path / 'run'}"], cwd=REPO, capture_output=True,
+      text=True, timeout=300)
+  assert analysis.returncode == 0, analysis.stderr[-3000:]
+  mean = float(re.search(r"query MSE: mean (\S+)", analysis.stdout).group(1))
+  assert mean == pytest.approx(reported, rel=1e-3, abs=1e-5)
+  assert "support MSE after adaptation" in analysis.stdout
