@@ -22,8 +22,6 @@ import tensorflow as tf
 from metalstm_tf import builder, sine
 from metalstm_tf.config import TrainConfig
 from metalstm_tf.episodes import Episode
-from metalstm_tf.sampling import episode_rng
-from metalstm_tf.tasks import eval_seed
 
 flags.DEFINE_string("logdir", None, "Directory of a finished sine run.")
 flags.DEFINE_integer("tasks", None, "Test tasks to analyse (default: the "
@@ -53,7 +51,6 @@ def main(argv):
   trainer.restore_best()
   learner = trainer.learner
   num = FLAGS.tasks or config.test_episodes
-  seed = eval_seed(config.seed, "test")
 
   @tf.function
   def query_and_support_loss(episode):
@@ -63,7 +60,7 @@ def main(argv):
 
   query, support, amplitude = [], [], []
   for index in range(num):
-    t = sine.sample_task(episode_rng(seed, index), config.shot, config.queries)
+    t = sine.eval_task(config, "test", index)
     losses = query_and_support_loss(Episode(*(tf.constant(a) for a in (
         t.support_x, t.support_y, t.query_x, t.query_y))))
     query.append(float(losses[0]))

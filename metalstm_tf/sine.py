@@ -71,6 +71,13 @@ def task_dataset(shots: int, queries: int, seed: int, start: int = 0,
   return pipeline.indexed_stream(load, start, num_tasks, batch_size)
 
 
+def eval_task(config: TrainConfig, split: str, index: int) -> SineTask:
+  """Task `index` of the fixed 'val' or 'test' stream: the task that
+  `sine_task(config).eval_dataset(split, n)` yields at that position."""
+  return sample_task(episode_rng(eval_seed(config.seed, split), index),
+                     config.shot, config.queries)
+
+
 def sine_task(config: TrainConfig) -> Task:
   """The sine benchmark as a trainer task (metric: query MSE)."""
   learner = MLPLearner((1, 40, 40, 1), seed=config.seed)
@@ -100,8 +107,7 @@ def prediction_figure(trainer, config: TrainConfig, num_tasks: int = 4) -> bytes
   grid = np.linspace(*X_RANGE, 200, dtype=np.float32)[:, None]
   fig, axes = plt.subplots(1, num_tasks, figsize=(4 * num_tasks, 3.2))
   for k, ax in enumerate(np.atleast_1d(axes)):
-    t = sample_task(episode_rng(eval_seed(config.seed, "test"), k),
-                    config.shot, config.queries)
+    t = eval_task(config, "test", k)
     result = inner_loop.adapt(learner, rule, tf.constant(t.support_x),
                               tf.constant(t.support_y), config.inner_steps,
                               config.inner_batch_size)

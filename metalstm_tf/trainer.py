@@ -183,8 +183,9 @@ class MetaTrainer:
     """Evaluates the current meta-parameters on `num_episodes` of `split`.
 
     Returns a dict with `mean`, `ci95` (in report units: percent for
-    accuracy), `loss`, per-episode `values` and `losses`, and the tracked gate traces
-    (`input_gate_tracked`: `[episodes, steps, k]`) when the rule has gates.
+    accuracy), `loss`, per-episode `values` and `losses`, and the tracked
+    gate traces (`input_gate_tracked`: `[episodes, steps, k]`) when the rule
+    has gates.
     """
     values, losses, traces = [], [], {}
     for episode in self.task.eval_dataset(split, num_episodes):

@@ -44,6 +44,17 @@ def test_dataset_is_reproducible_and_resumable():
   np.testing.assert_array_equal(a[3].support_images, b[1].support_images)
 
 
+def test_eval_task_is_the_eval_streams_task(tmp_path):
+  config = tiny_config(tmp_path, dataset="sine", way=1, shot=5, queries=50)
+  streamed = list(sine.sine_task(config).eval_dataset("test", 3))
+  for i, episode in enumerate(streamed):
+    t = sine.eval_task(config, "test", i)
+    np.testing.assert_array_equal(episode.support_images, t.support_x)
+    np.testing.assert_array_equal(episode.query_labels, t.query_y)
+  assert sine.eval_task(config, "val", 0).amplitude != sine.eval_task(
+      config, "test", 0).amplitude
+
+
 def test_mlp_forward_matches_a_plain_keras_mlp():
   learner = MLPLearner((1, 40, 40, 1), seed=0)
   model = keras.Sequential([keras.Input((1,)),
