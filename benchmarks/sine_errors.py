@@ -11,6 +11,7 @@ high query MSE means the adapted learner fits its points but interpolates
 badly between them; high support MSE means it underfits).
 """
 
+import dataclasses
 import json
 import pathlib
 
@@ -36,7 +37,9 @@ def load_config(logdir: pathlib.Path) -> TrainConfig:
   if not path.is_file():
     raise app.UsageError(f"{path} not found: --logdir must be the directory "
                          "of a run started with main.py.")
-  config = TrainConfig(**json.loads(path.read_text()))
+  # The run's own directory, even if it was moved after training.
+  config = dataclasses.replace(TrainConfig(**json.loads(path.read_text())),
+                               logdir=str(logdir))
   if config.dataset != "sine":
     raise app.UsageError(f"{logdir} is a {config.dataset} run; this script "
                          "analyses sine runs.")

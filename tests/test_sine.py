@@ -134,10 +134,10 @@ def test_interrupted_command_saves_and_resumes(tmp_path, sig):
   assert rows[0] == "episode,mse,loss" and len(rows) == 5
   per_task = [float(r.split(",")[1]) for r in rows[1:]]
   assert sum(per_task) / 4 == pytest.approx(reported, rel=1e-3, abs=1e-5)
+  moved = (tmp_path / "run").rename(tmp_path / "moved")  # users move runs
   analysis = subprocess.run(
-      [sys.executable, "benchmarks/sine_errors.py",
-       f"--logdir={tmp_path / 'run'}"], cwd=REPO, capture_output=True,
-      text=True, timeout=300)
+      [sys.executable, "benchmarks/sine_errors.py", f"--logdir={moved}"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
   assert analysis.returncode == 0, analysis.stderr[-3000:]
   mean = float(re.search(r"query MSE: mean (\S+)", analysis.stdout).group(1))
   assert mean == pytest.approx(reported, rel=1e-3, abs=1e-5)
