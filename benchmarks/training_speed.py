@@ -3,8 +3,8 @@
   python benchmarks/training_speed.py --data_dir=../shared/datasets
 
 For Omniglot 5-way 1-shot and mini-ImageNet 5-way 1-shot (Ravi config: 32
-filters, 12 inner steps of batch 5, 15 queries per class) it prints, with and
-without XLA:
+filters, 12 inner steps of batch 5, 15 queries per class) it prints, for the
+meta-learner's fused kernel (`fused`), TensorFlow ops (`ops`) and XLA:
   - meta-training episodes per second (steady state, real tf.data input),
   - the ratio of episode time to the time of the same learner forward and
     backward passes alone (12 support steps + 1 query pass, no meta-learner),
@@ -27,7 +27,9 @@ flags.DEFINE_string("data_dir", None, "Dataset directory.")
 flags.DEFINE_string("cache_dir", None, "Cache directory.")
 flags.DEFINE_integer("steps", 40, "Timed meta-training steps per setting.")
 flags.DEFINE_list("datasets", ["omniglot", "mini_imagenet"], "Datasets.")
-flags.DEFINE_list("xla", ["false", "true"], "XLA settings to time.")
+flags.DEFINE_list("modes", ["fused", "ops", "xla"], "Step variants to time: "
+                  "fused (the default: fused meta-LSTM kernel), ops "
+                  "(TensorFlow ops only), xla (XLA-compiled).")
 FLAGS = flags.FLAGS
 
 REFERENCE = {"omniglot": 2.8, "mini_imagenet": 1.2}
@@ -66,11 +68,15 @@ def _time(fn, batches):
 def main(argv):
   del argv
   for dataset in FLAGS.datasets:
-    for xla in FLAGS.xla:
+    for mode in FLAGS.modes:
+      if mode not in ("fused", "ops", "xla"):
+        raise app.UsageError(f"--modes: unknown mode {mode!r}; use fused, "
+                             "ops or xla.")
       config = TrainConfig(dataset=dataset, way=5, shot=1, queries=15,
                            inner_steps=12, inner_batch_size=5, filters=32,
-                           xla=xla == "true", augment=False,
-                           logdir=f"/tmp/metalstm_bench_{dataset}_{xla}")
+                           xla=mode == "xla", fused_kernel=mode == "fused",
+                           augment=False,
+                           logdir=f"/tmp/metalstm_bench_{dataset}_{mode}")
       task, rule, trainer = builder.build(config, FLAGS.data_dir,
                                         FLAGS.cache_dir)
       it = iter(task.train_dataset(0))
@@ -80,7 +86,7 @@ def main(argv):
       single = [tf.nest.map_structure(lambda t: t[0], b) for b in batches]
       learner_time = _time(learner_fn, single)
       rate = 1.0 / step_time
-      print(f"train {dataset} 5-way 1-shot xla={xla}: {rate:.2f} episodes/s "
+      print(f"train {dataset} 5-way 1-shot {mode}: {rate:.2f} episodes/s "
             f"({rate / REFERENCE[dataset]:.1f}x the PyTorch port's "
             f"{REFERENCE[dataset]}); episode {step_time * 1e3:.0f} ms vs "
             f"learner fwd/bwd alone {learner_time * 1e3:.0f} ms: ratio "

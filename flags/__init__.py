@@ -59,6 +59,11 @@ absl_flags.DEFINE_bool("second_order", None, "Back-propagate through the "
 absl_flags.DEFINE_bool("xla", None, "Compile the meta-training step with XLA "
                        "(default: off on CPU, where plain graph mode measured "
                        "faster; on when a GPU is present).")
+absl_flags.DEFINE_bool("fused_kernel", True, "Run the meta-learner's LSTM "
+                       "layer with the fused C++ CPU kernel, compiled on "
+                       "first use (falls back to TensorFlow ops, with a "
+                       "warning, where it cannot be built; not used with "
+                       "--xla). --nofused_kernel: TensorFlow ops only.")
 absl_flags.DEFINE_bool("augment", None, "Augment training episodes (default: "
                        "on for mini_imagenet, off otherwise).")
 absl_flags.DEFINE_integer("seed", 0, "Seed of initial weights and episodes.")
@@ -113,6 +118,6 @@ def config_from_flags(f=FLAGS) -> TrainConfig:
       lr_schedule=_default(f.lr_schedule, "cosine" if sine else "constant"),
       preprocess=_default(f.preprocess, not sine),
       second_order=_default(f.second_order, sine),
-      xla=_default(f.xla, _gpu_present()),
+      xla=_default(f.xla, _gpu_present()), fused_kernel=f.fused_kernel,
       augment=_default(f.augment, f.dataset == "mini_imagenet"),
       seed=f.seed, logdir=logdir, checkpoint_every=f.checkpoint_every)

@@ -27,6 +27,8 @@ class TrainConfig:
     preprocess: log/sign preprocessing of the meta-learner's inputs.
     second_order: differentiate through the learner's gradients.
     xla: compile the meta-training step with XLA.
+    fused_kernel: run the meta-learner's LSTM layer with the fused C++ CPU
+      kernel (`metalstm_tf/kernels`) when it builds here; never under XLA.
     augment: augment training episodes.
     seed: seed of initial weights and of the episode streams.
     logdir: where checkpoints, summaries and the SavedModel go.
@@ -51,6 +53,7 @@ class TrainConfig:
   preprocess: bool = True
   second_order: bool = False
   xla: bool = False
+  fused_kernel: bool = True
   augment: bool = False
   seed: int = 0
   logdir: str = "runs/default"

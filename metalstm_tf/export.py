@@ -66,8 +66,9 @@ def export_saved_model(path, learner: Learner, rule: UpdateRule,
                             input_shape, label_dtype, label_shape)
   tmp = pathlib.Path(tempfile.mkdtemp(dir=path.parent, prefix=".saved_model."))
   try:
-    tf.saved_model.save(module, str(tmp), signatures={
-        "adapt_and_predict": module.adapt_and_predict})
+    with rule.standard_ops():  # Loadable without this project's kernels.
+      tf.saved_model.save(module, str(tmp), signatures={
+          "adapt_and_predict": module.adapt_and_predict})
     if path.exists():
       old = path.with_name(path.name + ".old")
       shutil.rmtree(old, ignore_errors=True)

@@ -12,6 +12,7 @@ of (seed, episode index), so a resumed run sees the same episodes an
 uninterrupted one would.
 """
 
+import contextlib
 import math
 import pathlib
 import time
@@ -95,6 +96,14 @@ class MetaTrainer:
     self._writers = {}
 
   # ---------------------------------------------------------------- steps --
+  def _ops(self):
+    """Context of every traced step: standard TensorFlow ops only when the
+    config turns the fused kernel off or compiles with XLA (which cannot
+    compile custom kernels)."""
+    if self.config.xla or not self.config.fused_kernel:
+      return self.rule.standard_ops()
+    return contextlib.nullcontext()
+
   def _adapt(self, support_x, support_y):
     c = self.config
     return inner_loop.adapt(self.learner, self.rule, support_x, support_y,
@@ -111,7 +120,7 @@ class MetaTrainer:
     """Meta-gradients averaged over a meta-batch `[B, ...]` of episodes."""
     variables = self.rule.trainable_variables
     size = int(batch.support_images.shape[0])
-    with tf.GradientTape() as tape:
+    with self._ops(), tf.GradientTape() as tape:
       losses, metrics, gates = [], [], {}
       for b in range(size):
         loss, metric, result = self.episode_loss(
@@ -164,7 +173,8 @@ class MetaTrainer:
     return self.strategy.experimental_distribute_dataset(dataset)
 
   def _eval_step_impl(self, episode: Episode):
-    loss, metric, result = self.episode_loss(episode)
+    with self._ops():
+      loss, metric, result = self.episode_loss(episode)
     out = {"loss": loss, "metric": metric}
     for name, values in result.gates.items():
       out[f"{name}_tracked"] = tf.gather(values, self.tracked, axis=1)

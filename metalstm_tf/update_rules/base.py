@@ -11,12 +11,20 @@ turns (parameters, gradient, loss, state) into new parameters and state:
 structure of tensors. Nothing is mutated during an episode.
 """
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
 
 class UpdateRule(keras.layers.Layer):
-  """Base class; the layer's trainable weights are the meta-parameters."""
+  """Base class; the layer's trainable weights are the meta-parameters.
+
+  `fused`: whether the rule may use the project's custom (fused) kernels;
+  rules without any ignore it.
+  """
+
+  fused = False
 
   def __init__(self, initial_theta: tf.Tensor, **kwargs):
     super().__init__(**kwargs)
@@ -36,6 +44,17 @@ class UpdateRule(keras.layers.Layer):
   def step(self, theta: tf.Tensor, grad: tf.Tensor, loss: tf.Tensor, state):
     """One update; returns `(new_theta, new_state)`."""
     raise NotImplementedError
+
+  @contextlib.contextmanager
+  def standard_ops(self):
+    """Within this context the rule builds graphs of standard TensorFlow ops
+    only (no custom kernels): for SavedModels that load without this project
+    and for XLA."""
+    saved, self.fused = self.fused, False
+    try:
+      yield
+    finally:
+      self.fused = saved
 
   @staticmethod
   def gates(state) -> dict[str, tf.Tensor]:

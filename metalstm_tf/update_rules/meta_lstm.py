@@ -10,6 +10,12 @@ whose cell state is the learner's parameters (BRIEF §1, paper Eq. 2):
 
 All rows (coordinates) share the weights. Initialisation: weights
 U(-0.01, 0.01), b_F ~ U(4, 6), b_I ~ U(-5, -4), c_0 = a fresh learner.
+
+Layer 1 runs either as TensorFlow ops or, by default on a CPU, as one fused
+C++ kernel per step and direction (`metalstm_tf/kernels`), which computes the
+same function (to float rounding) several times faster; the TensorFlow ops
+are used where the kernel is unavailable and whenever a graph must contain
+only standard ops (XLA, SavedModels: see `UpdateRule.standard_ops`).
 """
 
 from typing import NamedTuple
@@ -17,6 +23,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from metalstm_tf import kernels
 from metalstm_tf.preprocess import log_and_sign
 from metalstm_tf.update_rules.base import UpdateRule
 
@@ -44,12 +51,15 @@ class MetaLSTM(UpdateRule):
     preprocess: feed log/sign preprocessed inputs (True, the paper) or the raw
       loss and gradient (004_1039c1b988ad2642's variant).
     seed: seed of the initial meta-weights.
+    fused: run layer 1 with the fused CPU kernel when it is available.
   """
 
   def __init__(self, initial_theta, hidden_size: int = 20,
-               preprocess: bool = True, seed: int | None = None, **kwargs):
+               preprocess: bool = True, seed: int | None = None,
+               fused: bool = True, **kwargs):
     super().__init__(initial_theta, **kwargs)
-    self.hidden_size, self.preprocess = hidden_size, preprocess
+    self.hidden_size, self.preprocess, self.fused = (hidden_size, preprocess,
+                                                     fused)
     in_size = 4 if preprocess else 2
     seeds = iter(range(0 if seed is None else seed, 10 ** 9))
 
@@ -82,21 +92,37 @@ class MetaLSTM(UpdateRule):
     return MetaLSTMState(h=zeros_h, c=zeros_h, f=zeros, i=zeros)
 
   def _inputs(self, grad, loss):
-    """`[4, P]`: preprocessed loss (2) and gradient (2); raw: `[2, P]`."""
-    p = tf.shape(grad)[0]
+    """Loss features `[L]` (shared by all coordinates) and per-coordinate
+    gradient features `[G, P]`: preprocessed L = G = 2; raw L = G = 1."""
     if self.preprocess:
-      loss_in = tf.broadcast_to(log_and_sign(loss)[:, None], [2, p])
-      return tf.concat([loss_in, tf.transpose(log_and_sign(grad))], axis=0)
-    return tf.stack([tf.broadcast_to(loss, [p]), grad], axis=0)
+      return log_and_sign(loss), tf.transpose(log_and_sign(grad))
+    return loss[None], grad[None, :]
+
+  def _layer1(self, grad, loss, state: MetaLSTMState):
+    """Layer 1's new `(h, c)`, each `[hidden, P]`."""
+    loss_in, grad_in = self._inputs(grad, loss)
+    kernel = tf.convert_to_tensor(self.lstm_kernel)
+    module = kernels.meta_lstm_cell() if self.fused else None
+    if module is not None:
+      # The loss rows of the kernel act on a per-step constant: fold them
+      # into the bias, so the kernel sees only per-coordinate inputs.
+      n_loss, n_in = loss_in.shape[0], loss_in.shape[0] + grad_in.shape[0]
+      bias = self.lstm_bias + tf.linalg.matvec(kernel[:n_loss], loss_in,
+                                               transpose_a=True)
+      h, c = module.meta_lstm_cell(grad_in, state.h, state.c,
+                                      kernel[n_loss:n_in], kernel[n_in:], bias)
+      return h, c
+    p = tf.shape(grad)[0]
+    loss_in = tf.broadcast_to(loss_in[:, None], [loss_in.shape[0], p])
+    x = tf.concat([loss_in, grad_in, state.h], axis=0)
+    z = tf.matmul(kernel, x, transpose_a=True) + self.lstm_bias[:, None]
+    zi, zf, zg, zo = tf.split(z, 4, axis=0)
+    c = tf.sigmoid(zf) * state.c + tf.sigmoid(zi) * tf.tanh(zg)
+    return tf.sigmoid(zo) * tf.tanh(c), c
 
   def step(self, theta, grad, loss, state: MetaLSTMState):
     # Layer 1: a standard LSTM, all coordinates at once ([features, P]).
-    x = tf.concat([self._inputs(grad, loss), state.h], axis=0)
-    z = tf.matmul(self.lstm_kernel, x, transpose_a=True)
-    z = z + self.lstm_bias[:, None]
-    zi, zf, zg, zo = tf.split(z, 4, axis=0)
-    c = tf.sigmoid(zf) * state.c + tf.sigmoid(zi) * tf.tanh(zg)
-    h = tf.sigmoid(zo) * tf.tanh(c)
+    h, c = self._layer1(grad, loss, state)
     # Layer 2: W [h, theta, gate] as one [2, hidden] x [hidden, P] product
     # for both gates plus per-coordinate terms (no [P, hidden + 2] concat).
     n = self.hidden_size

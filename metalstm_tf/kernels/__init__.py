@@ -1,0 +1,108 @@
+"""Fused C++ CPU kernels, compiled on first use.
+
+`meta_lstm_cell()` returns the op library of `meta_lstm_cell.cc` (the fused
+coordinate-wise LSTM step and its gradient), or None when it cannot be built
+here; callers then use the equivalent TensorFlow ops. The library is compiled
+once per machine, TensorFlow version and source with the C++ compiler
+(`$CXX`, else `g++`) for the host CPU (`-march=native`), and cached as
+`<cache dir>/kernels/meta_lstm_cell-<hash>.so` (the cache directory of the
+datasets: `$METALSTM_CACHE_DIR`, else `~/.cache/metalstm/cache`). Set
+`METALSTM_FUSED_KERNEL=0` to never build or use it.
+"""
+
+import functools
+import hashlib
+import os
+import pathlib
+import platform
+import shlex
+import subprocess
+import tempfile
+
+from absl import logging
+import tensorflow as tf
+
+SOURCE = pathlib.Path(__file__).with_name("meta_lstm_cell.cc")
+DISABLE_ENV = "METALSTM_FUSED_KERNEL"
+CXX_FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-fno-math-errno",
+             "-Wno-deprecated-declarations", "-Wno-interference-size"]
+
+
+def _cpu_signature() -> str:
+  """What `-march=native` compiles for: the CPU model and its flags."""
+  try:
+    text = pathlib.Path("/proc/cpuinfo").read_text()
+  except OSError:
+    return platform.processor()
+  keep = [l for l in text.splitlines()
+          if l.startswith(("model name", "flags", "Features", "CPU part"))]
+  return "\n".join(sorted(set(keep)))
+
+
+def _library_path(cxx: str) -> pathlib.Path:
+  from data_prep.paths import resolve_cache_dir
+  key = hashlib.sha256("\n".join([
+      SOURCE.read_text(), tf.__version__, cxx, " ".join(CXX_FLAGS),
+      " ".join(tf.sysconfig.get_compile_flags()), platform.machine(),
+      _cpu_signature()]).encode()).hexdigest()[:16]
+  return resolve_cache_dir() / "kernels" / f"meta_lstm_cell-{key}.so"
+
+
+def _compile(cxx: str, out: pathlib.Path) -> None:
+  """Compiles SOURCE into `out` atomically (temporary file, then rename)."""
+  out.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.stem, suffix=".so.tmp")
+  os.close(fd)
+  cmd = ([cxx] + CXX_FLAGS + tf.sysconfig.get_compile_flags() +
+         [str(SOURCE), "-o", tmp] + tf.sysconfig.get_link_flags())
+  logging.info("Compiling the fused meta-LSTM kernel (once per machine): %s",
+               shlex.join(cmd))
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode:
+      raise RuntimeError(f"{cxx} exited with {proc.returncode}:\n"
+                         f"{proc.stderr[-3000:]}")
+    os.replace(tmp, out)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+@functools.cache
+def meta_lstm_cell():
+  """The fused kernels' op module, or None (logged) if unavailable."""
+  if os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no"):
+    logging.info("%s=0: using TensorFlow ops for the meta-LSTM.", DISABLE_ENV)
+    return None
+  cxx = os.environ.get("CXX", "g++")
+  try:
+    path = _library_path(cxx)
+    if not path.is_file():
+      _compile(cxx, path)
+    module = tf.load_op_library(str(path))
+  except Exception as e:  # Any failure: fall back to TensorFlow's ops.
+    logging.warning(
+        "The fused meta-LSTM kernel is unavailable (%s); using TensorFlow "
+        "ops instead, which gives the same results more slowly. Install a "
+        "C++17 compiler (or set $CXX) to enable it, or set %s=0 to silence "
+        "this.", e, DISABLE_ENV)
+    return None
+  _register_gradient(module)
+  return module
+
+
+_gradient_module = None  # The library whose op the registered gradient runs.
+
+
+def _register_gradient(module):
+  global _gradient_module
+  if _gradient_module is None:  # TensorFlow allows one registration.
+
+    @tf.RegisterGradient("MetaLstmCell")
+    def _meta_lstm_cell_grad(op, dh, dc):
+      h_out, c_out = op.outputs
+      dh = tf.zeros_like(h_out) if dh is None else dh
+      dc = tf.zeros_like(c_out) if dc is None else dc
+      return _gradient_module.meta_lstm_cell_grad(*op.inputs, dh, dc)
+
+  _gradient_module = module

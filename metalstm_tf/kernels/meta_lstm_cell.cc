@@ -1,0 +1,432 @@
+// Fused CPU kernels for the meta-learner's coordinate-wise LSTM layer.
+//
+// The layer-1 LSTM runs over every learner coordinate (about 30,000 of them)
+// with 20 hidden units: per step, TensorFlow's ops write the [80, P] gate
+// pre-activations and a dozen [20, P] intermediates to memory and read them
+// back, forward and backward, and that memory traffic dominates the
+// meta-learner's time on a CPU. These kernels compute one step for a chunk of
+// 256 coordinates at a time with everything in registers and L1: the gate
+// products, the activations and the cell update (forward), and the gate
+// gradients, the input/recurrent gradients and the weight gradients
+// (backward).
+//
+// Layout (feature-major, like metalstm_tf/update_rules/meta_lstm.py):
+//   x [n_in, P]  per-coordinate inputs      h, c [H, P]  state
+//   wx [n_in, 4H], wh [H, 4H], b [4H]       gate order i, f, g, o
+//   z = wx^T x + wh^T h + b;  i, f, o = sigmoid(z_i, z_f, z_o); g = tanh(z_g)
+//   c' = f c + i g;  h' = o tanh(c')
+// The backward kernel recomputes the gates from x, h and c: on a CPU that is
+// cheaper than writing the [4H, P] activations to memory and reading them back.
+//
+// Results are deterministic: the work is split into fixed blocks of
+// coordinates, each block's weight-gradient partial sum is kept apart, and
+// the partials are added in block order.
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/lib/core/threadpool.h"
+
+namespace metalstm {
+namespace {
+
+using ::tensorflow::OpKernel;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::OpKernelContext;
+using ::tensorflow::Tensor;
+using ::tensorflow::TensorShape;
+using ::tensorflow::errors::InvalidArgument;
+
+typedef float v8 __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+
+// A chunk's rows are long enough for the hardware prefetcher (1 KB each);
+// the products run over sub-chunks of kSub vectors held in registers.
+#ifndef METALSTM_CHUNK
+#define METALSTM_CHUNK 64
+#endif
+constexpr int kLanes = 8;
+constexpr int kChunk = METALSTM_CHUNK;     // coordinates per chunk
+constexpr int kVecs = kChunk / kLanes;     // vectors per chunk row
+constexpr int kSub = 8;                    // vectors per register block
+constexpr int kChunksPerBlock = 1024 / kChunk;  // 1,024 coordinates per block
+static_assert(kVecs % kSub == 0 && kSub == 8,
+              "the products below are written for 8-vector register blocks");
+
+inline v8 Splat(float v) { return v8{v, v, v, v, v, v, v, v}; }
+
+// exp for 8 floats (Cephes' expf polynomial, |relative error| < 2e-7 on the
+// clamped range); NaN in gives NaN out.
+inline v8 Exp(v8 x) {
+  const v8 hi = Splat(88.3762626647949f), lo = Splat(-87.3365447505531f);
+  x = x > hi ? hi : x;
+  x = x < lo ? lo : x;
+  v8 fx = x * Splat(1.44269504088896341f);
+  fx = fx + (fx >= Splat(0.f) ? Splat(0.5f) : Splat(-0.5f));
+  v8i n = __builtin_convertvector(fx, v8i);     // round half away from 0
+  v8 nf = __builtin_convertvector(n, v8);
+  v8 r = x - nf * Splat(0.693359375f) + nf * Splat(2.12194440e-4f);
+  v8 y = Splat(1.9875691500e-4f);
+  y = y * r + Splat(1.3981999507e-3f);
+  y = y * r + Splat(8.3334519073e-3f);
+  y = y * r + Splat(4.1665795894e-2f);
+  y = y * r + Splat(1.6666665459e-1f);
+  y = y * r + Splat(5.0000001201e-1f);
+  y = y * r * r + r + Splat(1.f);
+  v8i bits = (n + 127) << 23;
+  v8 scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return y * scale;
+}
+
+inline v8 Sigmoid(v8 x) { return Splat(1.f) / (Splat(1.f) + Exp(-x)); }
+inline v8 Tanh(v8 x) { return Splat(2.f) * Sigmoid(x + x) - Splat(1.f); }
+
+// A [rows, kChunk] tile of coordinates [p0, p0 + n) of a [rows, P] matrix.
+struct Tile {
+  explicit Tile(int rows)
+      : rows(rows), data(static_cast<size_t>(rows) * kVecs) {}
+  v8* row(int r) { return &data[static_cast<size_t>(r) * kVecs]; }
+  void Load(const float* src, int64_t stride, int64_t p0, int n, int row0 = 0,
+            int count = -1) {
+    if (count < 0) count = rows - row0;
+    for (int r = 0; r < count; ++r) {
+      float* dst = reinterpret_cast<float*>(row(row0 + r));
+      std::memcpy(dst, src + r * stride + p0, n * sizeof(float));
+      if (n < kChunk) std::memset(dst + n, 0, (kChunk - n) * sizeof(float));
+    }
+  }
+  void Store(float* dst, int64_t stride, int64_t p0, int n, int row0 = 0,
+             int count = -1) {
+    if (count < 0) count = rows - row0;
+    for (int r = 0; r < count; ++r) {
+      std::memcpy(dst + r * stride + p0,
+                  reinterpret_cast<const float*>(row(row0 + r)),
+                  n * sizeof(float));
+    }
+  }
+  int rows;
+  std::vector<v8> data;
+};
+
+struct Dims {
+  int n_in, hidden, gates, features;
+  int64_t p;
+};
+
+// Fills `*d` from the inputs; on bad shapes, fails `ctx` (check its status).
+void CheckInputs(OpKernelContext* ctx, Dims* out) {
+  const Tensor& x = ctx->input(0);
+  const Tensor& h = ctx->input(1);
+  const Tensor& c = ctx->input(2);
+  const Tensor& wx = ctx->input(3);
+  const Tensor& wh = ctx->input(4);
+  const Tensor& b = ctx->input(5);
+  Dims& d = *out;
+  OP_REQUIRES(ctx, x.dims() == 2 && h.dims() == 2 && c.dims() == 2,
+              InvalidArgument("x, h and c must be [rows, P] matrices"));
+  d.n_in = static_cast<int>(x.dim_size(0));
+  d.hidden = static_cast<int>(h.dim_size(0));
+  d.gates = 4 * d.hidden;
+  d.features = d.n_in + d.hidden;
+  d.p = x.dim_size(1);
+  OP_REQUIRES(ctx, h.dim_size(1) == d.p && c.shape() == h.shape(),
+              InvalidArgument("h and c must be [hidden, P] like x's P"));
+  OP_REQUIRES(ctx, wx.dims() == 2 && wx.dim_size(0) == d.n_in &&
+                       wx.dim_size(1) == d.gates,
+              InvalidArgument("wx must be [n_in, 4 * hidden]"));
+  OP_REQUIRES(ctx, wh.dims() == 2 && wh.dim_size(0) == d.hidden &&
+                       wh.dim_size(1) == d.gates,
+              InvalidArgument("wh must be [hidden, 4 * hidden]"));
+  OP_REQUIRES(ctx, b.dims() == 1 && b.dim_size(0) == d.gates,
+              InvalidArgument("b must be [4 * hidden]"));
+}
+
+// [features, gates] weights: wx's rows, then wh's.
+std::vector<float> StackWeights(const Tensor& wx, const Tensor& wh) {
+  std::vector<float> w(wx.NumElements() + wh.NumElements());
+  std::copy_n(wx.flat<float>().data(), wx.NumElements(), w.begin());
+  std::copy_n(wh.flat<float>().data(), wh.NumElements(),
+              w.begin() + wx.NumElements());
+  return w;
+}
+
+// z <- activations i, f, g, o of the gate pre-activations W^T [x; h] + b for
+// one chunk (`w` is [features, gates]). Not inlined: GCC allocates the
+// register blocks best in a function of their own (measured).
+__attribute__((noinline)) void Gates(Tile& xh, const float* w, const float* b,
+                                     int F, int H, Tile* z) {
+  const int G = 4 * H;
+  for (int sb = 0; sb < kVecs; sb += kSub) {
+    for (int g = 0; g < G; ++g) {
+      v8 acc[kSub];
+      for (int j = 0; j < kSub; ++j) acc[j] = Splat(b[g]);
+      for (int k = 0; k < F; ++k) {
+        const v8 wk = Splat(w[k * G + g]);
+        const v8* xr = xh.row(k) + sb;
+        for (int j = 0; j < kSub; ++j) acc[j] += wk * xr[j];
+      }
+      v8* zr = z->row(g) + sb;
+      const bool is_tanh = g >= 2 * H && g < 3 * H;
+      for (int j = 0; j < kSub; ++j)
+        zr[j] = is_tanh ? Tanh(acc[j]) : Sigmoid(acc[j]);
+    }
+  }
+}
+
+// For one chunk: d[x; h] = W dz into `dxh`, and dW += [x; h] dz^T into the
+// lane-wise partial sums `dw` [F, G].
+__attribute__((noinline)) void Products(Tile& xh, Tile& dz, const float* w,
+                                        int F, int G, v8* __restrict dw,
+                                        Tile* dxh) {
+  for (int sb = 0; sb < kVecs; sb += kSub) {
+    // kSub independent accumulators per row.
+    for (int k = 0; k < F; ++k) {
+      v8 acc[kSub];
+      for (int j = 0; j < kSub; ++j) acc[j] = Splat(0.f);
+      const float* wk = &w[static_cast<size_t>(k) * G];
+      for (int g = 0; g < G; ++g) {
+        const v8 wkg = Splat(wk[g]);
+        const v8* dzr = dz.row(g) + sb;
+        for (int j = 0; j < kSub; ++j) acc[j] += wkg * dzr[j];
+      }
+      v8* out = dxh->row(k) + sb;
+      for (int j = 0; j < kSub; ++j) out[j] = acc[j];
+    }
+    for (int k = 0; k < F; ++k) {
+      const v8* xr = xh.row(k) + sb;
+      v8* dwk = dw + static_cast<size_t>(k) * G;
+      for (int g = 0; g < G; ++g) {
+        const v8* dzr = dz.row(g) + sb;
+        const v8 s0 = xr[0] * dzr[0] + xr[1] * dzr[1];
+        const v8 s1 = xr[2] * dzr[2] + xr[3] * dzr[3];
+        const v8 s2 = xr[4] * dzr[4] + xr[5] * dzr[5];
+        const v8 s3 = xr[6] * dzr[6] + xr[7] * dzr[7];
+        dwk[g] += (s0 + s1) + (s2 + s3);
+      }
+    }
+  }
+}
+
+// What both kernels read: the inputs x, h, c, wx, wh, b of the forward op.
+struct CellInputs {
+  // Fails `ctx` on bad shapes (check its status before use).
+  explicit CellInputs(OpKernelContext* ctx) : ctx(ctx) {
+    CheckInputs(ctx, &d);
+    if (!ctx->status().ok()) return;
+    w = StackWeights(ctx->input(3), ctx->input(4));
+    b = ctx->input(5).flat<float>().data();
+    x = ctx->input(0).flat<float>().data();
+    h = ctx->input(1).flat<float>().data();
+    c = ctx->input(2).flat<float>().data();
+    chunks = (d.p + kChunk - 1) / kChunk;
+    blocks = (chunks + kChunksPerBlock - 1) / kChunksPerBlock;
+  }
+
+  // Runs fn(block, first_chunk, end_chunk) for the fixed blocks of chunks,
+  // in parallel on the op's thread pool (`cost`: per coordinate).
+  template <typename Fn>
+  void ForEachBlock(int64_t cost, Fn fn) const {
+    auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+    pool->ParallelFor(blocks, cost * kChunk * kChunksPerBlock,
+                      [&](int64_t begin, int64_t end) {
+      for (int64_t blk = begin; blk < end; ++blk) {
+        fn(blk, blk * kChunksPerBlock,
+           std::min(chunks, (blk + 1) * kChunksPerBlock));
+      }
+    });
+  }
+
+  // Valid coordinates of chunk `ch` (starting at ch * kChunk).
+  int Valid(int64_t ch) const {
+    return static_cast<int>(std::min<int64_t>(kChunk, d.p - ch * kChunk));
+  }
+
+  // Loads [x; h] and c of a chunk, and computes its gate activations.
+  void LoadAndGates(int64_t p0, int n, Tile* xh, Tile* cs, Tile* z) const {
+    xh->Load(x, d.p, p0, n, 0, d.n_in);
+    xh->Load(h, d.p, p0, n, d.n_in, d.hidden);
+    cs->Load(c, d.p, p0, n);
+    Gates(*xh, w.data(), b, d.features, d.hidden, z);
+  }
+
+  OpKernelContext* ctx;
+  Dims d;
+  std::vector<float> w;
+  const float *b = nullptr, *x = nullptr, *h = nullptr, *c = nullptr;
+  int64_t chunks = 0, blocks = 0;
+};
+
+class MetaLstmCellOp : public OpKernel {
+ public:
+  explicit MetaLstmCellOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const CellInputs in(ctx);
+    if (!ctx->status().ok()) return;
+    const int H = in.d.hidden, G = in.d.gates, F = in.d.features;
+    const int64_t P = in.d.p;
+    Tensor *h_out, *c_out;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({H, P}), &h_out));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({H, P}), &c_out));
+    float* ho = h_out->flat<float>().data();
+    float* co = c_out->flat<float>().data();
+    in.ForEachBlock(2 * F * G + 40 * G, [&](int64_t, int64_t ch0,
+                                             int64_t ch1) {
+      Tile xh(F), cs(H), z(G);
+      for (int64_t ch = ch0; ch < ch1; ++ch) {
+        const int64_t p0 = ch * kChunk;
+        const int n = in.Valid(ch);
+        in.LoadAndGates(p0, n, &xh, &cs, &z);
+        for (int r = 0; r < H; ++r) {
+          v8 *i = z.row(r), *f = z.row(H + r), *gg = z.row(2 * H + r),
+             *o = z.row(3 * H + r), *cr = cs.row(r),
+             *hr = xh.row(in.d.n_in + r);
+          for (int j = 0; j < kVecs; ++j) {
+            cr[j] = f[j] * cr[j] + i[j] * gg[j];
+            hr[j] = o[j] * Tanh(cr[j]);
+          }
+        }
+        cs.Store(co, P, p0, n);
+        xh.Store(ho, P, p0, n, in.d.n_in, H);
+      }
+    });
+  }
+};
+
+class MetaLstmCellGradOp : public OpKernel {
+ public:
+  explicit MetaLstmCellGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const CellInputs in(ctx);
+    if (!ctx->status().ok()) return;
+    const Dims& d = in.d;
+    const int H = d.hidden, G = d.gates, F = d.features, NI = d.n_in;
+    for (int i = 6; i < 8; ++i) {
+      OP_REQUIRES(ctx, ctx->input(i).shape() == TensorShape({H, d.p}),
+                  InvalidArgument("dh_out and dc_out must be [hidden, P]"));
+    }
+    Tensor *dx, *dh, *dc, *dwx, *dwh, *db;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({NI, d.p}), &dx));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({H, d.p}), &dh));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({H, d.p}), &dc));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({NI, G}), &dwx));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({H, G}), &dwh));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({G}), &db));
+    const float* dh_out = ctx->input(6).flat<float>().data();
+    const float* dc_out = ctx->input(7).flat<float>().data();
+    float* dxo = dx->flat<float>().data();
+    float* dho = dh->flat<float>().data();
+    float* dco = dc->flat<float>().data();
+    const float* w = in.w.data();
+    // Per block, lane-wise partial sums: the weight gradient [F, G], then the
+    // bias gradient [G]; added across lanes and blocks in a fixed order.
+    const int64_t partial_size = int64_t{F} * G + G;
+    std::vector<v8> partials(in.blocks * partial_size, Splat(0.f));
+    in.ForEachBlock(5 * F * G + 60 * G, [&](int64_t blk, int64_t ch0,
+                                             int64_t ch1) {
+      Tile a(G), xh(F), cp(H), dht(H), dct(H), dz(G), dxh(F);
+      v8* dw = &partials[blk * partial_size];
+      v8* dbias = dw + int64_t{F} * G;
+      for (int64_t ch = ch0; ch < ch1; ++ch) {
+        const int64_t p0 = ch * kChunk;
+        const int n = in.Valid(ch);
+        in.LoadAndGates(p0, n, &xh, &cp, &a);  // recomputed, not stored
+        dht.Load(dh_out, d.p, p0, n);
+        dct.Load(dc_out, d.p, p0, n);
+        const v8 one = Splat(1.f);
+        for (int r = 0; r < H; ++r) {
+          v8 *i = a.row(r), *f = a.row(H + r), *g = a.row(2 * H + r),
+             *o = a.row(3 * H + r);
+          v8 *dzi = dz.row(r), *dzf = dz.row(H + r), *dzg = dz.row(2 * H + r),
+             *dzo = dz.row(3 * H + r), *dcr = dct.row(r), *dhr = dht.row(r),
+             *cpr = cp.row(r);
+          for (int j = 0; j < kVecs; ++j) {
+            const v8 tc = Tanh(f[j] * cpr[j] + i[j] * g[j]);
+            const v8 dcell = dcr[j] + dhr[j] * o[j] * (one - tc * tc);
+            dzi[j] = dcell * g[j] * i[j] * (one - i[j]);
+            dzf[j] = dcell * cpr[j] * f[j] * (one - f[j]);
+            dzg[j] = dcell * i[j] * (one - g[j] * g[j]);
+            dzo[j] = dhr[j] * tc * o[j] * (one - o[j]);
+            dcr[j] = dcell * f[j];  // becomes dc of the previous state
+          }
+        }
+        Products(xh, dz, w, F, G, dw, &dxh);
+        for (int g = 0; g < G; ++g) {
+          const v8* dzr = dz.row(g);
+          v8 sum = dbias[g];
+          for (int j = 0; j < kVecs; ++j) sum += dzr[j];
+          dbias[g] = sum;
+        }
+        dxh.Store(dxo, d.p, p0, n, 0, NI);
+        dxh.Store(dho, d.p, p0, n, NI, H);
+        dct.Store(dco, d.p, p0, n);
+      }
+    });
+    std::vector<float> total(partial_size, 0.f);
+    for (int64_t blk = 0; blk < in.blocks; ++blk) {
+      for (int64_t e = 0; e < partial_size; ++e) {
+        const v8 v = partials[blk * partial_size + e];
+        for (int l = 0; l < kLanes; ++l) total[e] += v[l];
+      }
+    }
+    std::copy_n(total.begin(), int64_t{NI} * G, dwx->flat<float>().data());
+    std::copy_n(total.begin() + int64_t{NI} * G, int64_t{H} * G,
+                dwh->flat<float>().data());
+    std::copy_n(total.begin() + int64_t{F} * G, G, db->flat<float>().data());
+  }
+};
+
+using ::tensorflow::shape_inference::InferenceContext;
+using ::tensorflow::shape_inference::ShapeHandle;
+
+REGISTER_OP("MetaLstmCell")
+    .Input("x: float")
+    .Input("h: float")
+    .Input("c: float")
+    .Input("wx: float")
+    .Input("wh: float")
+    .Input("b: float")
+    .Output("h_out: float")
+    .Output("c_out: float")
+    .SetShapeFn([](InferenceContext* ic) {
+      ic->set_output(0, ic->input(1));
+      ic->set_output(1, ic->input(1));
+      return absl::OkStatus();
+    })
+    .Doc("One step of the coordinate-wise LSTM layer (fused, CPU).");
+
+REGISTER_OP("MetaLstmCellGrad")
+    .Input("x: float")
+    .Input("h: float")
+    .Input("c: float")
+    .Input("wx: float")
+    .Input("wh: float")
+    .Input("b: float")
+    .Input("dh_out: float")
+    .Input("dc_out: float")
+    .Output("dx: float")
+    .Output("dh: float")
+    .Output("dc: float")
+    .Output("dwx: float")
+    .Output("dwh: float")
+    .Output("db: float")
+    .SetShapeFn([](InferenceContext* ic) {
+      for (int i = 0; i < 6; ++i) ic->set_output(i, ic->input(i));
+      return absl::OkStatus();
+    })
+    .Doc("Gradient of MetaLstmCell.");
+
+REGISTER_KERNEL_BUILDER(Name("MetaLstmCell").Device(::tensorflow::DEVICE_CPU),
+                        MetaLstmCellOp);
+REGISTER_KERNEL_BUILDER(
+    Name("MetaLstmCellGrad").Device(::tensorflow::DEVICE_CPU),
+    MetaLstmCellGradOp);
+
+}  // namespace
+}  // namespace metalstm

@@ -1,0 +1,157 @@
+"""The fused meta-LSTM kernel: same values and gradients as TensorFlow's ops,
+clear shape errors, a working fallback, and SavedModels free of it."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from metalstm_tf import inner_loop, kernels
+from metalstm_tf.learners import Conv4Learner, MLPLearner
+from metalstm_tf.update_rules import MetaLSTM
+
+
+@pytest.fixture(scope="module")
+def module():
+  # CI machines have a C++ compiler: the kernel must build there, not be
+  # skipped silently (the fallback has its own test below).
+  m = kernels.meta_lstm_cell()
+  assert m is not None, "the fused kernel did not build (see the log)"
+  return m
+
+
+def _reference_cell(x, h, c, wx, wh, b):
+  z = (tf.matmul(wx, x, transpose_a=True) + tf.matmul(wh, h, transpose_a=True)
+       + b[:, None])
+  zi, zf, zg, zo = tf.split(z, 4, axis=0)
+  c = tf.sigmoid(zf) * c + tf.sigmoid(zi) * tf.tanh(zg)
+  return tf.sigmoid(zo) * tf.tanh(c), c
+
+
+@pytest.mark.parametrize("p,n_in,hidden", [(1000, 2, 20), (7, 1, 3),
+                                           (4097, 2, 5), (130, 1, 40)])
+def test_cell_and_its_gradient_match_tensorflow_ops(module, p, n_in, hidden):
+  rng = np.random.default_rng(p)
+  t = lambda *shape, s=1.0: tf.constant(rng.normal(size=shape) * s, tf.float32)
+  args = [t(n_in, p, s=3.0), t(hidden, p, s=0.5), t(hidden, p),
+          t(n_in, 4 * hidden, s=0.5), t(hidden, 4 * hidden, s=0.5),
+          t(4 * hidden)]
+  u_h, u_c = t(hidden, p), t(hidden, p)
+  out = {}
+  for name, fn in (("ops", _reference_cell), ("fused", module.meta_lstm_cell)):
+    with tf.GradientTape() as tape:
+      tape.watch(args)
+      h, c = fn(*args)
+      loss = tf.reduce_sum(h * u_h) + tf.reduce_sum(c * u_c)
+    out[name] = [h, c] + tape.gradient(loss, args)
+  for a, b in zip(out["ops"], out["fused"]):
+    scale = float(tf.reduce_max(tf.abs(a)))
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4,
+                               atol=1e-5 * scale)
+
+
+def test_cell_is_deterministic(module):
+  rng = np.random.default_rng(0)
+  t = lambda *shape: tf.constant(rng.normal(size=shape), tf.float32)
+  args = [t(2, 9000), t(20, 9000), t(20, 9000), t(2, 80), t(20, 80), t(80)]
+  grads = [module.meta_lstm_cell_grad(*args, args[1], args[2])
+           for _ in range(3)]
+  for g in grads[1:]:
+    for a, b in zip(grads[0], g):
+      np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_bad_shapes_are_rejected_with_a_clear_error(module):
+  x, h = tf.zeros([2, 10]), tf.zeros([20, 10])
+  with pytest.raises(tf.errors.InvalidArgumentError, match="wh must be"):
+    module.meta_lstm_cell(x, h, h, tf.zeros([2, 80]), tf.zeros([20, 79]),
+                          tf.zeros([80]))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="like x's P"):
+    module.meta_lstm_cell(x, tf.zeros([20, 11]), tf.zeros([20, 11]),
+                          tf.zeros([2, 80]), tf.zeros([20, 80]), tf.zeros([80]))
+
+
+def _meta_gradients(rule, learner, x, y, steps, second_order):
+  with tf.GradientTape() as tape:
+    result = inner_loop.adapt(learner, rule, x, y, steps, int(x.shape[0]),
+                              second_order)
+    loss = learner.loss(learner.apply_theta(result.theta, x), y)
+  return [loss] + tape.gradient(loss, rule.trainable_variables)
+
+
+@pytest.mark.parametrize("second_order,preprocess",
+                         [(False, True), (True, False), (True, True)])
+def test_meta_lstm_fused_and_ops_agree(module, second_order, preprocess):
+  """Whole meta-gradients through 4 inner steps, first and second order."""
+  if preprocess:
+    learner = Conv4Learner(3, (16, 16, 1), filters=4, seed=0)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random((6, 16, 16, 1)), tf.float32)
+    y = tf.constant(np.arange(6) % 3, tf.int32)
+  else:
+    learner = MLPLearner(seed=0)
+    xs = np.linspace(-5, 5, 10, dtype=np.float32)[:, None]
+    x, y = tf.constant(xs), tf.constant(2.0 * np.sin(xs - 0.5))
+  results = []
+  for fused in (False, True):
+    rule = MetaLSTM(learner.initial_theta(), hidden_size=6, seed=1,
+                    preprocess=preprocess, fused=fused)
+    # Larger meta-weights than the initial U(-0.01, 0.01), so that layer 1
+    # matters for the result.
+    for v in (rule.lstm_kernel, rule.w_input, rule.w_forget):
+      v.assign(v * 30.0)
+    step = tf.function(lambda: _meta_gradients(rule, learner, x, y, 4,
+                                               second_order))
+    results.append(step())
+  for a, b in zip(*results):
+    scale = float(tf.reduce_max(tf.abs(a)))
+    assert scale > 0
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-3,
+                               atol=1e-4 * scale)
+
+
+def test_fallback_to_tensorflow_ops_when_the_kernel_cannot_build(
+    tmp_path, monkeypatch):
+  monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+  monkeypatch.setenv("METALSTM_CACHE_DIR", str(tmp_path / "cache"))
+  kernels.meta_lstm_cell.cache_clear()
+  try:
+    with pytest.MonkeyPatch.context() as m:
+      warnings = []
+      m.setattr(kernels.logging, "warning",
+                lambda msg, *a: warnings.append(msg % a))
+      assert kernels.meta_lstm_cell() is None
+    assert "unavailable" in warnings[0] and "TensorFlow ops" in warnings[0]
+    rule = MetaLSTM(tf.ones([50]), hidden_size=4, seed=0)
+    theta, _ = rule.step(rule.initial_theta(), tf.ones([50]),
+                         tf.constant(1.0), rule.init_state(tf.ones([50])))
+    assert theta.shape == (50,)
+  finally:
+    kernels.meta_lstm_cell.cache_clear()
+
+
+def test_disabled_by_environment(monkeypatch):
+  monkeypatch.setenv(kernels.DISABLE_ENV, "0")
+  kernels.meta_lstm_cell.cache_clear()
+  try:
+    assert kernels.meta_lstm_cell() is None
+  finally:
+    monkeypatch.delenv(kernels.DISABLE_ENV)
+    kernels.meta_lstm_cell.cache_clear()
+
+
+def test_standard_ops_context_builds_no_custom_op(module):
+  rule = MetaLSTM(tf.ones([30]), hidden_size=4, seed=0)
+
+  def step():
+    theta = rule.initial_theta()
+    return rule.step(theta, tf.ones([30]), tf.constant(1.0),
+                     rule.init_state(theta))[0]
+
+  def op_types(fn):
+    graph = tf.function(fn).get_concrete_function().graph
+    return {op.type for op in graph.get_operations()}
+
+  assert "MetaLstmCell" in op_types(step)
+  with rule.standard_ops():
+    assert "MetaLstmCell" not in op_types(step)
+  assert rule.fused
