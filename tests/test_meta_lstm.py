@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from metalstm_tf import inner_loop
 from metalstm_tf.learners import Conv4Learner
+from metalstm_tf.learners.conv4 import BN_EPSILON, batch_norm
 from metalstm_tf.preprocess import log_and_sign
 from metalstm_tf.update_rules import SGD, MetaLSTM
 
@@ -40,6 +41,32 @@ def test_preprocessing_formula_on_both_sides_of_threshold():
       assert b == pytest.approx(math.exp(p) * v, rel=1e-5, abs=1e-7)
   # Continuity of the second output's magnitude at the boundary: e^p * t = 1.
   assert abs(out[3, 1]) == pytest.approx(1.0, rel=2e-3)
+
+
+def test_conv4_batch_norm_matches_the_moments_formula_to_second_order():
+  rng = np.random.default_rng(0)
+  x = tf.constant(rng.normal(size=(5, 6, 6, 4)) * 3 + 1, tf.float32)
+  gamma = tf.constant(rng.random(4) + 0.5, tf.float32)
+  beta = tf.constant(rng.normal(size=4), tf.float32)
+  u = tf.constant(rng.normal(size=(5, 6, 6, 4)), tf.float32)
+
+  def reference(x, gamma, beta):
+    mean, var = tf.nn.moments(x, axes=[0, 1, 2])
+    return tf.nn.batch_normalization(x, mean, var, beta, gamma, BN_EPSILON)
+
+  out = {}
+  for name, fn in (("moments", reference), ("fused", batch_norm)):
+    with tf.GradientTape() as outer:
+      outer.watch([x, gamma])
+      with tf.GradientTape() as inner:
+        inner.watch([x, gamma, beta])
+        y = fn(x, gamma, beta)
+        loss = tf.reduce_sum(tf.tanh(y) * u)
+      grads = inner.gradient(loss, [x, gamma, beta])
+      second = tf.reduce_sum(grads[0] ** 2) + tf.reduce_sum(grads[1] ** 2)
+    out[name] = [y] + grads + outer.gradient(second, [x, gamma])
+  for a, b in zip(out["moments"], out["fused"]):
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_gate_biases_start_in_the_brief_ranges():
