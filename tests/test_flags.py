@@ -45,6 +45,7 @@ def test_explicit_flags_override_the_dataset_defaults():
   c = _config("--dataset=omniglot", "--shots=1", "--second_order",
               "--nopreprocess", "--lr_schedule=cosine")
   assert c.second_order and not c.preprocess and c.lr_schedule == "cosine"
+  assert c.fused_kernel and not _config("--nofused_kernel").fused_kernel
 
 
 def test_unknown_schedule_is_rejected_by_the_parser():

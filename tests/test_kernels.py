@@ -155,3 +155,22 @@ def test_standard_ops_context_builds_no_custom_op(module):
   with rule.standard_ops():
     assert "MetaLstmCell" not in op_types(step)
   assert rule.fused
+
+
+def test_trainer_without_the_fused_kernel_builds_standard_ops(tmp_path,
+                                                             module):
+  """--nofused_kernel: the traced training step holds no custom op, and
+  gives the fused step's loss."""
+  from helpers import build, tiny_config
+  losses = {}
+  for fused in (True, False):
+    task, rule, trainer = build(tiny_config(tmp_path / str(fused),
+                                            fused_kernel=fused))
+    batch = next(iter(task.train_dataset(0)))
+    graph = trainer._meta_gradients.get_concrete_function(batch).graph
+    types = {op.type for op in graph.get_operations()}
+    for f in graph._functions.values():  # nested functions (gradients)
+      types |= {op.type for op in f.graph.get_operations()}
+    assert ("MetaLstmCell" in types) == fused
+    losses[fused] = float(trainer.train_step(batch)["loss"])
+  assert losses[True] == pytest.approx(losses[False], rel=1e-4)
