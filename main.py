@@ -107,8 +107,11 @@ def main(argv):
   logging.info("Run directory: %s (tensorboard --logdir %s)", logdir, logdir)
   mode = FLAGS.mode
   if mode == "train":
-    # `kill` (SIGTERM) stops a run like Ctrl-C: checkpoint, then exit.
+    # `kill` (SIGTERM) stops a run like Ctrl-C: checkpoint, then exit. SIGINT
+    # gets the same handler explicitly, because a shell starts background
+    # jobs with SIGINT ignored, and then `kill -INT` would be lost.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
       trainer.fit(on_progress=ProgressBar(task.metric, task.report_scale))
     except KeyboardInterrupt:
