@@ -16,11 +16,7 @@ import signal
 import sys
 import time
 
-from metalstm_tf import cpu_defaults
-
-cpu_defaults.prefer_onednn()  # Before TensorFlow is imported.
-
-import flags as metalstm_flags  # Defines the flags.  # pylint: disable=g-import-not-at-top
+import flags as metalstm_flags  # Defines the flags.
 from absl import app
 from absl import flags as absl_flags
 from absl import logging

@@ -13,10 +13,6 @@ Defaults: the Omniglot Conv-4 learner (28,485 parameters), 12 steps, hidden
 size 20.
 """
 
-from metalstm_tf import cpu_defaults
-
-cpu_defaults.prefer_onednn()  # Before TensorFlow is imported.
-
 import time
 
 from absl import app

@@ -7,10 +7,6 @@ augmentation, the default) and mini-ImageNet 5-way 5-shot with augmentation.
 Targets on a 2-core machine: 200 and 50 episodes/s.
 """
 
-from metalstm_tf import cpu_defaults
-
-cpu_defaults.prefer_onednn()  # Before TensorFlow is imported.
-
 import time
 
 from absl import app

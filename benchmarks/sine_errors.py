@@ -11,10 +11,6 @@ high query MSE means the adapted learner fits its points but interpolates
 badly between them; high support MSE means it underfits).
 """
 
-from metalstm_tf import cpu_defaults
-
-cpu_defaults.prefer_onednn()  # Before TensorFlow is imported.
-
 import dataclasses
 import json
 import pathlib

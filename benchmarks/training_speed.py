@@ -13,10 +13,6 @@ used PyTorch port does 2.8 and 1.2 episodes/s on these configurations on
 this machine type; the target is 3x that.
 """
 
-from metalstm_tf import cpu_defaults
-
-cpu_defaults.prefer_onednn()  # Before TensorFlow is imported.
-
 import resource
 import time
 

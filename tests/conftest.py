@@ -12,9 +12,6 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from metalstm_tf import cpu_defaults  # pylint: disable=g-import-not-at-top
-
-cpu_defaults.prefer_onednn()  # The tests run what main.py runs.
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 REAL_DATA = pathlib.Path(os.environ.get(
