@@ -27,7 +27,8 @@ flags.DEFINE_string("data_dir", None, "Dataset directory.")
 flags.DEFINE_string("cache_dir", None, "Cache directory.")
 flags.DEFINE_integer("steps", 40, "Timed meta-training steps per setting.")
 flags.DEFINE_list("datasets", ["omniglot", "mini_imagenet"], "Datasets.")
-flags.DEFINE_list("modes", ["fused", "ops", "xla"], "Step variants to time: "
+MODES = ("fused", "ops", "xla")
+flags.DEFINE_list("modes", list(MODES), "Step variants to time: "
                   "fused (the default: fused meta-LSTM kernel), ops "
                   "(TensorFlow ops only), xla (XLA-compiled).")
 FLAGS = flags.FLAGS
@@ -69,9 +70,9 @@ def main(argv):
   del argv
   for dataset in FLAGS.datasets:
     for mode in FLAGS.modes:
-      if mode not in ("fused", "ops", "xla"):
-        raise app.UsageError(f"--modes: unknown mode {mode!r}; use fused, "
-                             "ops or xla.")
+      if mode not in MODES:
+        raise app.UsageError(f"--modes: unknown mode {mode!r}; use one of "
+                             f"{', '.join(MODES)}.")
       config = TrainConfig(dataset=dataset, way=5, shot=1, queries=15,
                            inner_steps=12, inner_batch_size=5, filters=32,
                            xla=mode == "xla", fused_kernel=mode == "fused",

@@ -5,7 +5,7 @@
 // pre-activations and a dozen [20, P] intermediates to memory and read them
 // back, forward and backward, and that memory traffic dominates the
 // meta-learner's time on a CPU. These kernels compute one step for a chunk of
-// 256 coordinates at a time with everything in registers and L1: the gate
+// 64 coordinates at a time with everything in registers and L1: the gate
 // products, the activations and the cell update (forward), and the gate
 // gradients, the input/recurrent gradients and the weight gradients
 // (backward).
@@ -44,18 +44,14 @@ using ::tensorflow::errors::InvalidArgument;
 typedef float v8 __attribute__((vector_size(32)));
 typedef int v8i __attribute__((vector_size(32)));
 
-// A chunk's rows are long enough for the hardware prefetcher (1 KB each);
-// the products run over sub-chunks of kSub vectors held in registers.
-#ifndef METALSTM_CHUNK
-#define METALSTM_CHUNK 64
-#endif
+// A chunk row is one register block of 8 vectors: the products keep a row's
+// 8 accumulators in registers (chunks of 128-512 coordinates, looping over
+// register blocks, measured slower).
 constexpr int kLanes = 8;
-constexpr int kChunk = METALSTM_CHUNK;     // coordinates per chunk
-constexpr int kVecs = kChunk / kLanes;     // vectors per chunk row
-constexpr int kSub = 8;                    // vectors per register block
+constexpr int kVecs = 8;                   // vectors per chunk row
+constexpr int kChunk = kLanes * kVecs;     // coordinates per chunk (64)
 constexpr int kChunksPerBlock = 1024 / kChunk;  // 1,024 coordinates per block
-static_assert(kVecs % kSub == 0 && kSub == 8,
-              "the products below are written for 8-vector register blocks");
+static_assert(kVecs == 8, "the dW reduction below is written for 8 vectors");
 
 inline v8 Splat(float v) { return v8{v, v, v, v, v, v, v, v}; }
 
@@ -161,20 +157,18 @@ std::vector<float> StackWeights(const Tensor& wx, const Tensor& wh) {
 __attribute__((noinline)) void Gates(Tile& xh, const float* w, const float* b,
                                      int F, int H, Tile* z) {
   const int G = 4 * H;
-  for (int sb = 0; sb < kVecs; sb += kSub) {
-    for (int g = 0; g < G; ++g) {
-      v8 acc[kSub];
-      for (int j = 0; j < kSub; ++j) acc[j] = Splat(b[g]);
-      for (int k = 0; k < F; ++k) {
-        const v8 wk = Splat(w[k * G + g]);
-        const v8* xr = xh.row(k) + sb;
-        for (int j = 0; j < kSub; ++j) acc[j] += wk * xr[j];
-      }
-      v8* zr = z->row(g) + sb;
-      const bool is_tanh = g >= 2 * H && g < 3 * H;
-      for (int j = 0; j < kSub; ++j)
-        zr[j] = is_tanh ? Tanh(acc[j]) : Sigmoid(acc[j]);
+  for (int g = 0; g < G; ++g) {
+    v8 acc[kVecs];
+    for (int j = 0; j < kVecs; ++j) acc[j] = Splat(b[g]);
+    for (int k = 0; k < F; ++k) {
+      const v8 wk = Splat(w[k * G + g]);
+      const v8* xr = xh.row(k);
+      for (int j = 0; j < kVecs; ++j) acc[j] += wk * xr[j];
     }
+    v8* zr = z->row(g);
+    const bool is_tanh = g >= 2 * H && g < 3 * H;
+    for (int j = 0; j < kVecs; ++j)
+      zr[j] = is_tanh ? Tanh(acc[j]) : Sigmoid(acc[j]);
   }
 }
 
@@ -183,31 +177,29 @@ __attribute__((noinline)) void Gates(Tile& xh, const float* w, const float* b,
 __attribute__((noinline)) void Products(Tile& xh, Tile& dz, const float* w,
                                         int F, int G, v8* __restrict dw,
                                         Tile* dxh) {
-  for (int sb = 0; sb < kVecs; sb += kSub) {
-    // kSub independent accumulators per row.
-    for (int k = 0; k < F; ++k) {
-      v8 acc[kSub];
-      for (int j = 0; j < kSub; ++j) acc[j] = Splat(0.f);
-      const float* wk = &w[static_cast<size_t>(k) * G];
-      for (int g = 0; g < G; ++g) {
-        const v8 wkg = Splat(wk[g]);
-        const v8* dzr = dz.row(g) + sb;
-        for (int j = 0; j < kSub; ++j) acc[j] += wkg * dzr[j];
-      }
-      v8* out = dxh->row(k) + sb;
-      for (int j = 0; j < kSub; ++j) out[j] = acc[j];
+  // kVecs independent accumulators per row.
+  for (int k = 0; k < F; ++k) {
+    v8 acc[kVecs];
+    for (int j = 0; j < kVecs; ++j) acc[j] = Splat(0.f);
+    const float* wk = &w[static_cast<size_t>(k) * G];
+    for (int g = 0; g < G; ++g) {
+      const v8 wkg = Splat(wk[g]);
+      const v8* dzr = dz.row(g);
+      for (int j = 0; j < kVecs; ++j) acc[j] += wkg * dzr[j];
     }
-    for (int k = 0; k < F; ++k) {
-      const v8* xr = xh.row(k) + sb;
-      v8* dwk = dw + static_cast<size_t>(k) * G;
-      for (int g = 0; g < G; ++g) {
-        const v8* dzr = dz.row(g) + sb;
-        const v8 s0 = xr[0] * dzr[0] + xr[1] * dzr[1];
-        const v8 s1 = xr[2] * dzr[2] + xr[3] * dzr[3];
-        const v8 s2 = xr[4] * dzr[4] + xr[5] * dzr[5];
-        const v8 s3 = xr[6] * dzr[6] + xr[7] * dzr[7];
-        dwk[g] += (s0 + s1) + (s2 + s3);
-      }
+    v8* out = dxh->row(k);
+    for (int j = 0; j < kVecs; ++j) out[j] = acc[j];
+  }
+  for (int k = 0; k < F; ++k) {
+    const v8* xr = xh.row(k);
+    v8* dwk = dw + static_cast<size_t>(k) * G;
+    for (int g = 0; g < G; ++g) {
+      const v8* dzr = dz.row(g);
+      const v8 s0 = xr[0] * dzr[0] + xr[1] * dzr[1];
+      const v8 s1 = xr[2] * dzr[2] + xr[3] * dzr[3];
+      const v8 s2 = xr[4] * dzr[4] + xr[5] * dzr[5];
+      const v8 s3 = xr[6] * dzr[6] + xr[7] * dzr[7];
+      dwk[g] += (s0 + s1) + (s2 + s3);
     }
   }
 }

@@ -109,9 +109,8 @@ class MetaLSTM(UpdateRule):
       n_loss, n_in = loss_in.shape[0], loss_in.shape[0] + grad_in.shape[0]
       bias = self.lstm_bias + tf.linalg.matvec(kernel[:n_loss], loss_in,
                                                transpose_a=True)
-      h, c = module.meta_lstm_cell(grad_in, state.h, state.c,
-                                      kernel[n_loss:n_in], kernel[n_in:], bias)
-      return h, c
+      return module.meta_lstm_cell(grad_in, state.h, state.c,
+                                   kernel[n_loss:n_in], kernel[n_in:], bias)
     p = tf.shape(grad)[0]
     loss_in = tf.broadcast_to(loss_in[:, None], [loss_in.shape[0], p])
     x = tf.concat([loss_in, grad_in, state.h], axis=0)
