@@ -1,6 +1,11 @@
 """The fused meta-LSTM kernel: same values and gradients as TensorFlow's ops,
 clear shape errors, a working fallback, and SavedModels free of it."""
 
+import os
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -47,6 +52,22 @@ def test_cell_and_its_gradient_match_tensorflow_ops(module, p, n_in, hidden):
     scale = float(tf.reduce_max(tf.abs(a)))
     np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4,
                                atol=1e-5 * scale)
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
+                    reason="x86 vector widths")
+def test_8_lane_build_matches_tensorflow_ops(tmp_path):
+  """The kernel's AVX2 (8-float) code path, compiled on any x86 CPU: the
+  comparison above, in a process whose library is built without AVX-512."""
+  env = dict(os.environ, **{kernels.FLAGS_ENV: "-mno-avx512f",
+                            "METALSTM_CACHE_DIR": str(tmp_path)})
+  test = f"{__file__}::test_cell_and_its_gradient_match_tensorflow_ops"
+  proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p",
+                         "no:cacheprovider", test], env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert "4 passed" in proc.stdout
+  assert len(list((tmp_path / "kernels").glob("*.so"))) == 1
 
 
 def test_cell_is_deterministic(module):

@@ -6,7 +6,9 @@ here; callers then use the equivalent TensorFlow ops. The library is compiled
 once per machine, TensorFlow version and source with the C++ compiler
 (`$CXX`, else `g++`) for the host CPU (`-march=native`), and cached as
 `<cache dir>/kernels/meta_lstm_cell-<hash>.so` (the cache directory of the
-datasets: `$METALSTM_CACHE_DIR`, else `~/.cache/metalstm/cache`). Set
+datasets: `$METALSTM_CACHE_DIR`, else `~/.cache/metalstm/cache`).
+`$METALSTM_KERNEL_CXXFLAGS` adds compiler flags (for example
+`-march=x86-64-v3` for a library that also runs on older CPUs). Set
 `METALSTM_FUSED_KERNEL=0` to never build or use it.
 """
 
@@ -24,8 +26,13 @@ import tensorflow as tf
 
 SOURCE = pathlib.Path(__file__).with_name("meta_lstm_cell.cc")
 DISABLE_ENV = "METALSTM_FUSED_KERNEL"
+FLAGS_ENV = "METALSTM_KERNEL_CXXFLAGS"
 CXX_FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-fno-math-errno",
              "-Wno-deprecated-declarations", "-Wno-interference-size"]
+
+
+def _cxx_flags() -> list[str]:
+  return CXX_FLAGS + shlex.split(os.environ.get(FLAGS_ENV, ""))
 
 
 def _cpu_signature() -> str:
@@ -42,7 +49,7 @@ def _cpu_signature() -> str:
 def _library_path(cxx: str) -> pathlib.Path:
   from data_prep.paths import resolve_cache_dir
   key = hashlib.sha256("\n".join([
-      SOURCE.read_text(), tf.__version__, cxx, " ".join(CXX_FLAGS),
+      SOURCE.read_text(), tf.__version__, cxx, " ".join(_cxx_flags()),
       " ".join(tf.sysconfig.get_compile_flags()), platform.machine(),
       _cpu_signature()]).encode()).hexdigest()[:16]
   return resolve_cache_dir() / "kernels" / f"meta_lstm_cell-{key}.so"
@@ -53,7 +60,7 @@ def _compile(cxx: str, out: pathlib.Path) -> None:
   out.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.stem, suffix=".so.tmp")
   os.close(fd)
-  cmd = ([cxx] + CXX_FLAGS + tf.sysconfig.get_compile_flags() +
+  cmd = ([cxx] + _cxx_flags() + tf.sysconfig.get_compile_flags() +
          [str(SOURCE), "-o", tmp] + tf.sysconfig.get_link_flags())
   logging.info("Compiling the fused meta-LSTM kernel (once per machine): %s",
                shlex.join(cmd))
