@@ -29,12 +29,15 @@ mini-ImageNet 5-way 1-shot (Ravi config: 32 filters, 12 inner steps of batch
 """
 
 import math
+import statistics
 import time
 
 from absl import app
 from absl import flags
 
-flags.DEFINE_integer("steps", 20, "Timed meta-training episodes per setting.")
+flags.DEFINE_integer("steps", 20, "Timed meta-training episodes per round.")
+flags.DEFINE_integer("rounds", 1, "Timed rounds per setting; the median "
+                     "round is reported (robust to a busy shared machine).")
 flags.DEFINE_integer("threads", 2, "torch.set_num_threads.")
 flags.DEFINE_list("datasets", ["omniglot", "mini_imagenet"], "Datasets.")
 FLAGS = flags.FLAGS
@@ -133,10 +136,13 @@ def main(argv):
       return query_loss.item()
 
     episode()
-    start = time.perf_counter()
-    for _ in range(FLAGS.steps):
-      episode()
-    seconds = (time.perf_counter() - start) / FLAGS.steps
+    rounds = []
+    for _ in range(FLAGS.rounds):
+      start = time.perf_counter()
+      for _ in range(FLAGS.steps):
+        episode()
+      rounds.append((time.perf_counter() - start) / FLAGS.steps)
+    seconds = statistics.median(rounds)
     print(f"pytorch reference {dataset} 5-way 1-shot: {1 / seconds:.2f} "
           f"episodes/s ({seconds * 1e3:.0f} ms per episode, "
           f"{sum(sizes)} learner parameters, {FLAGS.threads} threads)",

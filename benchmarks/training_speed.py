@@ -14,6 +14,7 @@ this machine type; the target is 3x that.
 """
 
 import resource
+import statistics
 import time
 
 from absl import app
@@ -25,7 +26,9 @@ from metalstm_tf.config import TrainConfig
 
 flags.DEFINE_string("data_dir", None, "Dataset directory.")
 flags.DEFINE_string("cache_dir", None, "Cache directory.")
-flags.DEFINE_integer("steps", 40, "Timed meta-training steps per setting.")
+flags.DEFINE_integer("steps", 40, "Timed meta-training steps per round.")
+flags.DEFINE_integer("rounds", 1, "Timed rounds per setting; the median "
+                     "round is reported (robust to a busy shared machine).")
 flags.DEFINE_list("datasets", ["omniglot", "mini_imagenet"], "Datasets.")
 MODES = ("fused", "ops", "xla")
 flags.DEFINE_list("modes", list(MODES), "Step variants to time: "
@@ -57,13 +60,17 @@ def _learner_only_fn(learner, theta, config):
   return run
 
 
-def _time(fn, batches):
+def _time(fn, batches, rounds=1):
+  """Median over `rounds` of the mean time per call over `batches`."""
   fn(batches[0])
-  start = time.perf_counter()
-  for b in batches:
-    out = fn(b)
-  tf.nest.map_structure(lambda t: t.numpy(), out)
-  return (time.perf_counter() - start) / len(batches)
+  times = []
+  for _ in range(rounds):
+    start = time.perf_counter()
+    for b in batches:
+      out = fn(b)
+    tf.nest.map_structure(lambda t: t.numpy(), out)
+    times.append((time.perf_counter() - start) / len(batches))
+  return statistics.median(times)
 
 
 def main(argv):
@@ -82,10 +89,10 @@ def main(argv):
                                         FLAGS.cache_dir)
       it = iter(task.train_dataset(0))
       batches = [next(it) for _ in range(FLAGS.steps)]
-      step_time = _time(trainer.train_step, batches)
+      step_time = _time(trainer.train_step, batches, FLAGS.rounds)
       learner_fn = _learner_only_fn(task.learner, rule.initial_theta(), config)
       single = [tf.nest.map_structure(lambda t: t[0], b) for b in batches]
-      learner_time = _time(learner_fn, single)
+      learner_time = _time(learner_fn, single, FLAGS.rounds)
       rate = 1.0 / step_time
       print(f"train {dataset} 5-way 1-shot {mode}: {rate:.2f} episodes/s "
             f"({rate / REFERENCE[dataset]:.1f}x the PyTorch port's "

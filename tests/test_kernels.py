@@ -54,19 +54,49 @@ def test_cell_and_its_gradient_match_tensorflow_ops(module, p, n_in, hidden):
                                atol=1e-5 * scale)
 
 
+def _reference_gate_cell(h, theta, grad, f_prev, i_prev, w, b):
+  hidden = h.shape[0]
+  z = tf.matmul(w[:, :hidden], h) + w[:, hidden:hidden + 1] * theta
+  f = tf.sigmoid(z[0] + w[0, hidden + 1] * f_prev + b[0])
+  i = tf.sigmoid(z[1] + w[1, hidden + 1] * i_prev + b[1])
+  return f * theta - i * grad, f, i
+
+
+@pytest.mark.parametrize("p,hidden", [(1000, 20), (7, 3), (4097, 5),
+                                      (2100, 40)])
+def test_gate_cell_and_its_gradient_match_tensorflow_ops(module, p, hidden):
+  rng = np.random.default_rng(p)
+  t = lambda *shape, s=1.0: tf.constant(rng.normal(size=shape) * s, tf.float32)
+  args = [t(hidden, p), t(p), t(p, s=0.1), tf.sigmoid(t(p)), tf.sigmoid(t(p)),
+          t(2, hidden + 2, s=0.5), tf.constant([5.0, -4.5])]
+  upstream = [t(p), t(p), t(p)]
+  out = {}
+  for name, fn in (("ops", _reference_gate_cell),
+                   ("fused", module.meta_gate_cell)):
+    with tf.GradientTape() as tape:
+      tape.watch(args)
+      outs = fn(*args)
+      loss = sum(tf.reduce_sum(o * u) for o, u in zip(outs, upstream))
+    out[name] = list(outs) + tape.gradient(loss, args)
+  for a, b in zip(out["ops"], out["fused"]):
+    scale = float(tf.reduce_max(tf.abs(a)))
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4,
+                               atol=1e-5 * scale)
+
+
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
                     reason="x86 vector widths")
 def test_8_lane_build_matches_tensorflow_ops(tmp_path):
-  """The kernel's AVX2 (8-float) code path, compiled on any x86 CPU: the
-  comparison above, in a process whose library is built without AVX-512."""
+  """The kernels' AVX2 (8-float) code path, compiled on any x86 CPU: the
+  comparisons above, in a process whose library is built without AVX-512."""
   env = dict(os.environ, **{kernels.FLAGS_ENV: "-mno-avx512f",
                             "METALSTM_CACHE_DIR": str(tmp_path)})
-  test = f"{__file__}::test_cell_and_its_gradient_match_tensorflow_ops"
   proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p",
-                         "no:cacheprovider", test], env=env,
+                         "no:cacheprovider", __file__, "-k",
+                         "match_tensorflow_ops"], env=env,
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  assert "4 passed" in proc.stdout
+  assert "8 passed" in proc.stdout
   assert len(list((tmp_path / "kernels").glob("*.so"))) == 1
 
 
@@ -76,8 +106,15 @@ def test_cell_is_deterministic(module):
   args = [t(2, 9000), t(20, 9000), t(20, 9000), t(2, 80), t(20, 80), t(80)]
   grads = [module.meta_lstm_cell_grad(*args, args[1], args[2])
            for _ in range(3)]
-  for g in grads[1:]:
+  gate_args = [t(20, 9000), t(9000), t(9000), t(9000), t(9000), t(2, 22),
+               t(2)]
+  grads += [module.meta_gate_cell_grad(*gate_args, *gate_args[1:4])
+            for _ in range(3)]
+  for g in grads[1:3]:
     for a, b in zip(grads[0], g):
+      np.testing.assert_array_equal(a.numpy(), b.numpy())
+  for g in grads[4:]:
+    for a, b in zip(grads[3], g):
       np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
@@ -89,6 +126,12 @@ def test_bad_shapes_are_rejected_with_a_clear_error(module):
   with pytest.raises(tf.errors.InvalidArgumentError, match="like x's P"):
     module.meta_lstm_cell(x, tf.zeros([20, 11]), tf.zeros([20, 11]),
                           tf.zeros([2, 80]), tf.zeros([20, 80]), tf.zeros([80]))
+  v = tf.zeros([10])
+  with pytest.raises(tf.errors.InvalidArgumentError, match="w must be"):
+    module.meta_gate_cell(h, v, v, v, v, tf.zeros([2, 21]), tf.zeros([2]))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="must be .P. vec"):
+    module.meta_gate_cell(h, v, tf.zeros([11]), v, v, tf.zeros([2, 22]),
+                          tf.zeros([2]))
 
 
 def _meta_gradients(rule, learner, x, y, steps, second_order):

@@ -1,9 +1,9 @@
 """Fused C++ CPU kernels, compiled on first use.
 
 `meta_lstm_cell()` returns the op library of `meta_lstm_cell.cc` (the fused
-coordinate-wise LSTM step and its gradient), or None when it cannot be built
-here; callers then use the equivalent TensorFlow ops. The library is compiled
-once per machine, TensorFlow version and source with the C++ compiler
+steps of the meta-learner's two layers and their gradients), or None when it
+cannot be built here; callers then use the equivalent TensorFlow ops. The
+library is compiled once per machine, TensorFlow version and source with the C++ compiler
 (`$CXX`, else `g++`) for the host CPU (`-march=native`), and cached as
 `<cache dir>/kernels/meta_lstm_cell-<hash>.so` (the cache directory of the
 datasets: `$METALSTM_CACHE_DIR`, else `~/.cache/metalstm/cache`).
@@ -111,5 +111,11 @@ def _register_gradient(module):
       dh = tf.zeros_like(h_out) if dh is None else dh
       dc = tf.zeros_like(c_out) if dc is None else dc
       return _gradient_module.meta_lstm_cell_grad(*op.inputs, dh, dc)
+
+    @tf.RegisterGradient("MetaGateCell")
+    def _meta_gate_cell_grad(op, dtheta, df, di):
+      dtheta, df, di = (tf.zeros_like(out) if d is None else d
+                        for out, d in zip(op.outputs, (dtheta, df, di)))
+      return _gradient_module.meta_gate_cell_grad(*op.inputs, dtheta, df, di)
 
   _gradient_module = module

@@ -1,4 +1,6 @@
-// Fused CPU kernels for the meta-learner's coordinate-wise LSTM layer.
+// Fused CPU kernels for the meta-learner's two coordinate-wise layers: the
+// LSTM of layer 1 (MetaLstmCell) and the meta cell of layer 2 (MetaGateCell,
+// below), each with its gradient op.
 //
 // The layer-1 LSTM runs over every learner coordinate (about 30,000 of them)
 // with 20 hidden units: per step, TensorFlow's ops write the [80, P] gate
@@ -94,7 +96,8 @@ inline Vec Exp(Vec x) {
 // division, which dominated the activations' time.
 inline Vec Reciprocal(Vec d) {
 #if defined(__AVX512F__)
-  const Vec r = reinterpret_cast<Vec>(_mm512_rcp14_ps(reinterpret_cast<__m512>(d)));
+  const Vec r =
+      reinterpret_cast<Vec>(_mm512_rcp14_ps(reinterpret_cast<__m512>(d)));
   return r * (Splat(2.f) - d * r);
 #else
   return Splat(1.f) / d;
@@ -162,6 +165,30 @@ void CheckInputs(OpKernelContext* ctx, Dims* out) {
               InvalidArgument("wh must be [hidden, 4 * hidden]"));
   OP_REQUIRES(ctx, b.dims() == 1 && b.dim_size(0) == d.gates,
               InvalidArgument("b must be [4 * hidden]"));
+}
+
+// Runs fn(block) for blocks [0, n) on the op's thread pool (`cost`: per
+// block).
+template <typename Fn>
+void ParallelBlocks(OpKernelContext* ctx, int64_t n, int64_t cost, Fn fn) {
+  auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+  pool->ParallelFor(n, cost, [&](int64_t begin, int64_t end) {
+    for (int64_t blk = begin; blk < end; ++blk) fn(blk);
+  });
+}
+
+// The sums of `blocks` lane-wise partial sums of `size` entries each, added
+// in block and lane order (deterministic).
+std::vector<float> SumPartials(const std::vector<Vec>& partials,
+                               int64_t blocks, int64_t size) {
+  std::vector<float> total(size, 0.f);
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    for (int64_t e = 0; e < size; ++e) {
+      const Vec v = partials[blk * size + e];
+      for (int l = 0; l < kLanes; ++l) total[e] += v[l];
+    }
+  }
+  return total;
 }
 
 // [features, gates] weights: wx's rows, then wh's.
@@ -245,13 +272,10 @@ struct CellInputs {
   // in parallel on the op's thread pool (`cost`: per coordinate).
   template <typename Fn>
   void ForEachBlock(int64_t cost, Fn fn) const {
-    auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-    pool->ParallelFor(blocks, cost * kChunk * kChunksPerBlock,
-                      [&](int64_t begin, int64_t end) {
-      for (int64_t blk = begin; blk < end; ++blk) {
-        fn(blk, blk * kChunksPerBlock,
-           std::min(chunks, (blk + 1) * kChunksPerBlock));
-      }
+    ParallelBlocks(ctx, blocks, cost * kChunk * kChunksPerBlock,
+                   [&](int64_t blk) {
+      fn(blk, blk * kChunksPerBlock,
+         std::min(chunks, (blk + 1) * kChunksPerBlock));
     });
   }
 
@@ -382,17 +406,206 @@ class MetaLstmCellGradOp : public OpKernel {
         dct.Store(dco, d.p, p0, n);
       }
     });
-    std::vector<float> total(partial_size, 0.f);
-    for (int64_t blk = 0; blk < in.blocks; ++blk) {
-      for (int64_t e = 0; e < partial_size; ++e) {
-        const Vec v = partials[blk * partial_size + e];
-        for (int l = 0; l < kLanes; ++l) total[e] += v[l];
-      }
-    }
+    const std::vector<float> total =
+        SumPartials(partials, in.blocks, partial_size);
     std::copy_n(total.begin(), int64_t{NI} * G, dwx->flat<float>().data());
     std::copy_n(total.begin() + int64_t{NI} * G, int64_t{H} * G,
                 dwh->flat<float>().data());
     std::copy_n(total.begin() + int64_t{F} * G, G, db->flat<float>().data());
+  }
+};
+
+// Layer 2, the meta cell whose cell state is the learner's parameters:
+//   z_f = w[0] . [h; theta; f_prev] + b[0],  f = sigmoid(z_f)
+//   z_i = w[1] . [h; theta; i_prev] + b[1],  i = sigmoid(z_i)
+//   theta' = f theta - i grad
+// h [H, P]; theta, grad, f_prev, i_prev [P]; w [2, H + 2]; b [2]. The
+// coordinates are split into blocks of kBlock; the weight gradient's
+// partial sums are kept per block and lane and added in a fixed order.
+constexpr int kBlock = 1024;
+constexpr int kBlockVecs = kBlock / kLanes;
+
+// `n` floats of src into vectors dst[0, kBlockVecs), zero-padded.
+inline void LoadBlock(const float* src, int n, Vec* dst) {
+  std::memcpy(dst, src, n * sizeof(float));
+  std::memset(reinterpret_cast<float*>(dst) + n, 0,
+              (kBlock - n) * sizeof(float));
+}
+
+struct GateCellInputs {
+  // Fails `ctx` on bad shapes (check its status before use).
+  explicit GateCellInputs(OpKernelContext* ctx) : ctx(ctx) {
+    const Tensor& h = ctx->input(0);
+    OP_REQUIRES(ctx, h.dims() == 2,
+                InvalidArgument("h must be a [hidden, P] matrix"));
+    hidden = static_cast<int>(h.dim_size(0));
+    p = h.dim_size(1);
+    for (int k = 1; k < 5; ++k) {
+      OP_REQUIRES(ctx, ctx->input(k).shape() == TensorShape({p}),
+                  InvalidArgument("theta, grad, f_prev and i_prev must be "
+                                  "[P] vectors, P = h's second dimension"));
+    }
+    OP_REQUIRES(ctx, ctx->input(5).shape() == TensorShape({2, hidden + 2}),
+                InvalidArgument("w must be [2, hidden + 2]"));
+    OP_REQUIRES(ctx, ctx->input(6).shape() == TensorShape({2}),
+                InvalidArgument("b must be [2]"));
+    for (int k = 0; k < 7; ++k) in[k] = ctx->input(k).flat<float>().data();
+    blocks = (p + kBlock - 1) / kBlock;
+  }
+
+  int Valid(int64_t blk) const {
+    return static_cast<int>(std::min<int64_t>(kBlock, p - blk * kBlock));
+  }
+
+  // Loads the per-coordinate inputs of block `blk` into theta, grad, fp, ip
+  // and computes the gates f, i.
+  void Gates(int64_t blk, Vec* theta, Vec* grad, Vec* fp, Vec* ip, Vec* f,
+             Vec* i) const {
+    const int64_t p0 = blk * kBlock;
+    const int n = Valid(blk);
+    LoadBlock(in[1] + p0, n, theta);
+    LoadBlock(in[2] + p0, n, grad);
+    LoadBlock(in[3] + p0, n, fp);
+    LoadBlock(in[4] + p0, n, ip);
+    const float *w0 = in[5], *w1 = in[5] + hidden + 2, *b = in[6];
+    for (int j = 0; j < kBlockVecs; ++j) {
+      f[j] = Splat(b[0]) + w0[hidden] * theta[j] + w0[hidden + 1] * fp[j];
+      i[j] = Splat(b[1]) + w1[hidden] * theta[j] + w1[hidden + 1] * ip[j];
+    }
+    Vec hk[kBlockVecs];
+    for (int k = 0; k < hidden; ++k) {
+      LoadBlock(in[0] + k * p + p0, n, hk);
+      for (int j = 0; j < kBlockVecs; ++j) {
+        f[j] += w0[k] * hk[j];
+        i[j] += w1[k] * hk[j];
+      }
+    }
+    for (int j = 0; j < kBlockVecs; ++j) {
+      f[j] = Sigmoid(f[j]);
+      i[j] = Sigmoid(i[j]);
+    }
+  }
+
+  OpKernelContext* ctx;
+  int hidden = 0;
+  int64_t p = 0, blocks = 0;
+  const float* in[7] = {};  // h, theta, grad, f_prev, i_prev, w, b
+};
+
+class MetaGateCellOp : public OpKernel {
+ public:
+  explicit MetaGateCellOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const GateCellInputs in(ctx);
+    if (!ctx->status().ok()) return;
+    float* out[3];
+    for (int k = 0; k < 3; ++k) {
+      Tensor* t;
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(k, TensorShape({in.p}), &t));
+      out[k] = t->flat<float>().data();
+    }
+    ParallelBlocks(ctx, in.blocks, int64_t{kBlock} * (4 * in.hidden + 100),
+                   [&](int64_t blk) {
+      Vec theta[kBlockVecs], grad[kBlockVecs], fp[kBlockVecs], ip[kBlockVecs],
+          f[kBlockVecs], i[kBlockVecs];
+      in.Gates(blk, theta, grad, fp, ip, f, i);
+      for (int j = 0; j < kBlockVecs; ++j) {
+        theta[j] = f[j] * theta[j] - i[j] * grad[j];
+      }
+      const int64_t p0 = blk * kBlock;
+      const int n = in.Valid(blk);
+      std::memcpy(out[0] + p0, theta, n * sizeof(float));
+      std::memcpy(out[1] + p0, f, n * sizeof(float));
+      std::memcpy(out[2] + p0, i, n * sizeof(float));
+    });
+  }
+};
+
+class MetaGateCellGradOp : public OpKernel {
+ public:
+  explicit MetaGateCellGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const GateCellInputs in(ctx);
+    if (!ctx->status().ok()) return;
+    const int H = in.hidden;
+    const int64_t P = in.p;
+    for (int k = 7; k < 10; ++k) {
+      OP_REQUIRES(ctx, ctx->input(k).shape() == TensorShape({P}),
+                  InvalidArgument("d_theta_out, d_f and d_i must be [P]"));
+    }
+    const float* d_in[3];
+    for (int k = 0; k < 3; ++k) {
+      d_in[k] = ctx->input(7 + k).flat<float>().data();
+    }
+    Tensor *dh, *dw, *db;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({H, P}), &dh));
+    float* dp[4];  // d theta, d grad, d f_prev, d i_prev
+    for (int k = 0; k < 4; ++k) {
+      Tensor* t;
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(1 + k, TensorShape({P}), &t));
+      dp[k] = t->flat<float>().data();
+    }
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({2, H + 2}), &dw));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(6, TensorShape({2}), &db));
+    const float *w0 = in.in[5], *w1 = in.in[5] + H + 2;
+    float* dho = dh->flat<float>().data();
+    // Per block: lane-wise partial sums of dw (2 x (H + 2)), then db (2).
+    const int64_t partial_size = 2 * (H + 2) + 2;
+    std::vector<Vec> partials(in.blocks * partial_size, Splat(0.f));
+    ParallelBlocks(ctx, in.blocks, int64_t{kBlock} * (8 * H + 150),
+                   [&](int64_t blk) {
+      Vec theta[kBlockVecs], grad[kBlockVecs], fp[kBlockVecs], ip[kBlockVecs],
+          f[kBlockVecs], i[kBlockVecs], dzf[kBlockVecs], dzi[kBlockVecs],
+          buf[kBlockVecs];
+      in.Gates(blk, theta, grad, fp, ip, f, i);
+      const int64_t p0 = blk * kBlock;
+      const int n = in.Valid(blk);
+      Vec* part = &partials[blk * partial_size];
+      Vec *dw0 = part, *dw1 = part + H + 2, *db_ = part + 2 * (H + 2);
+      // d theta' (buf), then the gates' pre-activation gradients.
+      LoadBlock(d_in[0] + p0, n, buf);
+      Vec df[kBlockVecs], di[kBlockVecs];
+      LoadBlock(d_in[1] + p0, n, df);
+      LoadBlock(d_in[2] + p0, n, di);
+      const Vec one = Splat(1.f);
+      for (int j = 0; j < kBlockVecs; ++j) {
+        dzf[j] = (df[j] + buf[j] * theta[j]) * f[j] * (one - f[j]);
+        dzi[j] = (di[j] - buf[j] * grad[j]) * i[j] * (one - i[j]);
+        dw0[H] += theta[j] * dzf[j];
+        dw0[H + 1] += fp[j] * dzf[j];
+        dw1[H] += theta[j] * dzi[j];
+        dw1[H + 1] += ip[j] * dzi[j];
+        db_[0] += dzf[j];
+        db_[1] += dzi[j];
+        // Outputs in place: d theta, d grad, d f_prev, d i_prev.
+        theta[j] = buf[j] * f[j] + w0[H] * dzf[j] + w1[H] * dzi[j];
+        grad[j] = -buf[j] * i[j];
+        fp[j] = w0[H + 1] * dzf[j];
+        ip[j] = w1[H + 1] * dzi[j];
+      }
+      std::memcpy(dp[0] + p0, theta, n * sizeof(float));
+      std::memcpy(dp[1] + p0, grad, n * sizeof(float));
+      std::memcpy(dp[2] + p0, fp, n * sizeof(float));
+      std::memcpy(dp[3] + p0, ip, n * sizeof(float));
+      for (int k = 0; k < H; ++k) {
+        LoadBlock(in.in[0] + k * P + p0, n, buf);  // h[k]
+        Vec s0 = Splat(0.f), s1 = Splat(0.f);
+        for (int j = 0; j < kBlockVecs; ++j) {
+          s0 += buf[j] * dzf[j];
+          s1 += buf[j] * dzi[j];
+          buf[j] = w0[k] * dzf[j] + w1[k] * dzi[j];
+        }
+        dw0[k] += s0;
+        dw1[k] += s1;
+        std::memcpy(dho + k * P + p0, buf, n * sizeof(float));
+      }
+    });
+    const std::vector<float> total =
+        SumPartials(partials, in.blocks, partial_size);
+    std::copy_n(total.begin(), 2 * (H + 2), dw->flat<float>().data());
+    std::copy_n(total.begin() + 2 * (H + 2), 2, db->flat<float>().data());
   }
 };
 
@@ -436,11 +649,57 @@ REGISTER_OP("MetaLstmCellGrad")
     })
     .Doc("Gradient of MetaLstmCell.");
 
+REGISTER_OP("MetaGateCell")
+    .Input("h: float")
+    .Input("theta: float")
+    .Input("grad: float")
+    .Input("f_prev: float")
+    .Input("i_prev: float")
+    .Input("w: float")
+    .Input("b: float")
+    .Output("theta_out: float")
+    .Output("f: float")
+    .Output("i: float")
+    .SetShapeFn([](InferenceContext* ic) {
+      for (int k = 0; k < 3; ++k) ic->set_output(k, ic->input(1));
+      return absl::OkStatus();
+    })
+    .Doc("Layer 2 of the meta-learner (gates and parameter update; CPU).");
+
+REGISTER_OP("MetaGateCellGrad")
+    .Input("h: float")
+    .Input("theta: float")
+    .Input("grad: float")
+    .Input("f_prev: float")
+    .Input("i_prev: float")
+    .Input("w: float")
+    .Input("b: float")
+    .Input("d_theta_out: float")
+    .Input("d_f: float")
+    .Input("d_i: float")
+    .Output("dh: float")
+    .Output("dtheta: float")
+    .Output("dgrad: float")
+    .Output("df_prev: float")
+    .Output("di_prev: float")
+    .Output("dw: float")
+    .Output("db: float")
+    .SetShapeFn([](InferenceContext* ic) {
+      for (int k = 0; k < 7; ++k) ic->set_output(k, ic->input(k));
+      return absl::OkStatus();
+    })
+    .Doc("Gradient of MetaGateCell.");
+
 REGISTER_KERNEL_BUILDER(Name("MetaLstmCell").Device(::tensorflow::DEVICE_CPU),
                         MetaLstmCellOp);
 REGISTER_KERNEL_BUILDER(
     Name("MetaLstmCellGrad").Device(::tensorflow::DEVICE_CPU),
     MetaLstmCellGradOp);
+REGISTER_KERNEL_BUILDER(Name("MetaGateCell").Device(::tensorflow::DEVICE_CPU),
+                        MetaGateCellOp);
+REGISTER_KERNEL_BUILDER(
+    Name("MetaGateCellGrad").Device(::tensorflow::DEVICE_CPU),
+    MetaGateCellGradOp);
 
 }  // namespace
 }  // namespace metalstm

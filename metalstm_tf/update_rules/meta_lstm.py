@@ -11,9 +11,10 @@ whose cell state is the learner's parameters (BRIEF §1, paper Eq. 2):
 All rows (coordinates) share the weights. Initialisation: weights
 U(-0.01, 0.01), b_F ~ U(4, 6), b_I ~ U(-5, -4), c_0 = a fresh learner.
 
-Layer 1 runs either as TensorFlow ops or, by default on a CPU, as one fused
-C++ kernel per step and direction (`metalstm_tf/kernels`), which computes the
-same function (to float rounding) several times faster; the TensorFlow ops
+Each layer runs either as TensorFlow ops or, by default on a CPU, as one
+fused C++ kernel per step and direction (`metalstm_tf/kernels`: `MetaLstmCell`
+for layer 1, `MetaGateCell` for layer 2), which computes the same function (to
+float rounding) faster than the dozens of small ops; the TensorFlow ops
 are used where the kernel is unavailable and whenever a graph must contain
 only standard ops (XLA, SavedModels: see `UpdateRule.standard_ops`).
 """
@@ -51,7 +52,7 @@ class MetaLSTM(UpdateRule):
     preprocess: feed log/sign preprocessed inputs (True, the paper) or the raw
       loss and gradient (004_1039c1b988ad2642's variant).
     seed: seed of the initial meta-weights.
-    fused: run layer 1 with the fused CPU kernel when it is available.
+    fused: run the layers with the fused CPU kernels when they are available.
   """
 
   def __init__(self, initial_theta, hidden_size: int = 20,
@@ -122,11 +123,18 @@ class MetaLSTM(UpdateRule):
   def step(self, theta, grad, loss, state: MetaLSTMState):
     # Layer 1: a standard LSTM, all coordinates at once ([features, P]).
     h, c = self._layer1(grad, loss, state)
-    # Layer 2: W [h, theta, gate] as one [2, hidden] x [hidden, P] product
-    # for both gates plus per-coordinate terms (no [P, hidden + 2] concat).
+    # Layer 2: the meta cell.
     n = self.hidden_size
     w_f = tf.convert_to_tensor(self.w_forget)[:, 0]
     w_i = tf.convert_to_tensor(self.w_input)[:, 0]
+    module = kernels.meta_lstm_cell() if self.fused else None
+    if module is not None:
+      new_theta, f, i = module.meta_gate_cell(
+          h, theta, grad, state.f, state.i, tf.stack([w_f, w_i]),
+          tf.concat([self.b_forget, self.b_input], axis=0))
+      return new_theta, MetaLSTMState(h=h, c=c, f=f, i=i)
+    # W [h, theta, gate] as one [2, hidden] x [hidden, P] product for both
+    # gates plus per-coordinate terms (no [P, hidden + 2] concat).
     zh = tf.matmul(tf.stack([w_f[:n], w_i[:n]]), h)  # [2, P]
     f = tf.sigmoid(zh[0] + w_f[n] * theta + w_f[n + 1] * state.f +
                    self.b_forget)
