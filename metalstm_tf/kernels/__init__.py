@@ -105,17 +105,10 @@ def _register_gradient(module):
   global _gradient_module
   if _gradient_module is None:  # TensorFlow allows one registration.
 
-    @tf.RegisterGradient("MetaLstmCell")
-    def _meta_lstm_cell_grad(op, dh, dc):
-      h_out, c_out = op.outputs
-      dh = tf.zeros_like(h_out) if dh is None else dh
-      dc = tf.zeros_like(c_out) if dc is None else dc
-      return _gradient_module.meta_lstm_cell_grad(*op.inputs, dh, dc)
-
-    @tf.RegisterGradient("MetaGateCell")
-    def _meta_gate_cell_grad(op, dtheta, df, di):
-      dtheta, df, di = (tf.zeros_like(out) if d is None else d
-                        for out, d in zip(op.outputs, (dtheta, df, di)))
-      return _gradient_module.meta_gate_cell_grad(*op.inputs, dtheta, df, di)
+    @tf.RegisterGradient("MetaLstmStep")
+    def _meta_lstm_step_grad(op, *upstream):
+      upstream = [tf.zeros_like(out) if d is None else d
+                  for out, d in zip(op.outputs, upstream)]
+      return _gradient_module.meta_lstm_step_grad(*op.inputs, *upstream)
 
   _gradient_module = module

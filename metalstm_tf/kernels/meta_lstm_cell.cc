@@ -1,24 +1,30 @@
-// Fused CPU kernels for the meta-learner's two coordinate-wise layers: the
-// LSTM of layer 1 (MetaLstmCell) and the meta cell of layer 2 (MetaGateCell,
-// below), each with its gradient op.
+// Fused CPU kernels for one step of the meta-learner's two coordinate-wise
+// layers (MetaLstmStep) and its gradient (MetaLstmStepGrad).
 //
 // The layer-1 LSTM runs over every learner coordinate (about 30,000 of them)
 // with 20 hidden units: per step, TensorFlow's ops write the [80, P] gate
 // pre-activations and a dozen [20, P] intermediates to memory and read them
 // back, forward and backward, and that memory traffic dominates the
-// meta-learner's time on a CPU. These kernels compute one step for a chunk of
-// 64 (AVX2) or 128 (AVX-512) coordinates at a time with everything in
-// registers and L1: the gate products, the activations and the cell update
-// (forward), and the gate gradients, the input/recurrent gradients and the
-// weight gradients (backward).
+// meta-learner's time on a CPU; layer 2 adds a few dozen small ops over [P]
+// vectors. These kernels compute one step for a chunk of 64 (AVX2) or 128
+// (AVX-512) coordinates at a time with everything in registers and L1: the
+// gate products, the activations, the cell update, the layer-2 gates and the
+// parameter update (forward), and all their gradients (backward).
 //
 // Layout (feature-major, like metalstm_tf/update_rules/meta_lstm.py):
 //   x [n_in, P]  per-coordinate inputs      h, c [H, P]  state
 //   wx [n_in, 4H], wh [H, 4H], b [4H]       gate order i, f, g, o
 //   z = wx^T x + wh^T h + b;  i, f, o = sigmoid(z_i, z_f, z_o); g = tanh(z_g)
 //   c' = f c + i g;  h' = o tanh(c')
+// Layer 2 (the meta cell; its cell state is the learner's parameters):
+//   theta, grad, f_prev, i_prev [P]; w2 [2, H + 2] (rows: forget, input
+//   gate; columns: h', theta, previous gate); b2 [2]
+//   f = sigmoid(w2[0] . [h'; theta; f_prev] + b2[0])
+//   i = sigmoid(w2[1] . [h'; theta; i_prev] + b2[1])
+//   theta' = f theta - i grad
 // The backward kernel recomputes the gates from x, h and c: on a CPU that is
-// cheaper than writing the [4H, P] activations to memory and reading them back.
+// cheaper than writing the [4H, P] activations to memory and reading them
+// back. Layer 2's gradient to h' is added to dh_out in registers.
 //
 // Results are deterministic: the work is split into fixed blocks of
 // coordinates, each block's weight-gradient partial sum is kept apart, and
@@ -63,7 +69,7 @@ typedef int VecI __attribute__((vector_size(kLanes * sizeof(int))));
 constexpr int kVecs = 8;                   // vectors per chunk row
 constexpr int kChunk = kLanes * kVecs;     // coordinates per chunk (64/128)
 constexpr int kChunksPerBlock = 1024 / kChunk;  // 1,024 coordinates per block
-static_assert(kVecs == 8, "the dW reduction below is written for 8 vectors");
+static_assert(kVecs == 8, "RowDot below is written for 8 vectors");
 
 inline Vec Splat(float v) { return Vec{} + v; }
 
@@ -221,6 +227,15 @@ __attribute__((noinline)) void Gates(Tile& xh, const float* w, const float* b,
   }
 }
 
+// The sum of a chunk row's kVecs products a[j] * b[j], as one vector.
+inline Vec RowDot(const Vec* a, const Vec* b) {
+  const Vec s0 = a[0] * b[0] + a[1] * b[1];
+  const Vec s1 = a[2] * b[2] + a[3] * b[3];
+  const Vec s2 = a[4] * b[4] + a[5] * b[5];
+  const Vec s3 = a[6] * b[6] + a[7] * b[7];
+  return (s0 + s1) + (s2 + s3);
+}
+
 // For one chunk: d[x; h] = W dz into `dxh`, and dW += [x; h] dz^T into the
 // lane-wise partial sums `dw` [F, G].
 __attribute__((noinline)) void Products(Tile& xh, Tile& dz, const float* w,
@@ -243,27 +258,64 @@ __attribute__((noinline)) void Products(Tile& xh, Tile& dz, const float* w,
     const Vec* xr = xh.row(k);
     Vec* dwk = dw + static_cast<size_t>(k) * G;
     for (int g = 0; g < G; ++g) {
-      const Vec* dzr = dz.row(g);
-      const Vec s0 = xr[0] * dzr[0] + xr[1] * dzr[1];
-      const Vec s1 = xr[2] * dzr[2] + xr[3] * dzr[3];
-      const Vec s2 = xr[4] * dzr[4] + xr[5] * dzr[5];
-      const Vec s3 = xr[6] * dzr[6] + xr[7] * dzr[7];
-      dwk[g] += (s0 + s1) + (s2 + s3);
+      dwk[g] += RowDot(xr, dz.row(g));
     }
   }
 }
 
-// What both kernels read: the inputs x, h, c, wx, wh, b of the forward op.
-struct CellInputs {
+// The layer-2 weights [2, H + 2] (rows: forget gate, input gate; columns:
+// h, theta, previous gate) and the gates of one chunk, from layer 1's new
+// hidden state `hn` (rows hn_row0 ...) and the tile `l2` (rows theta, grad,
+// f_prev, i_prev).
+struct Layer2 {
+  const float *w0, *w1, *b;
+  int hidden;
+
+  void Gates(Tile& hn, int hn_row0, Tile& l2, Vec* f, Vec* i) const {
+    const int H = hidden;
+    const Vec *theta = l2.row(0), *fp = l2.row(2), *ip = l2.row(3);
+    for (int j = 0; j < kVecs; ++j) {
+      f[j] = Splat(b[0]) + w0[H] * theta[j] + w0[H + 1] * fp[j];
+      i[j] = Splat(b[1]) + w1[H] * theta[j] + w1[H + 1] * ip[j];
+    }
+    for (int r = 0; r < H; ++r) {
+      const Vec* hr = hn.row(hn_row0 + r);
+      for (int j = 0; j < kVecs; ++j) {
+        f[j] += w0[r] * hr[j];
+        i[j] += w1[r] * hr[j];
+      }
+    }
+    for (int j = 0; j < kVecs; ++j) {
+      f[j] = Sigmoid(f[j]);
+      i[j] = Sigmoid(i[j]);
+    }
+  }
+};
+
+// What both kernels read: the inputs of the forward op.
+struct StepInputs {
   // Fails `ctx` on bad shapes (check its status before use).
-  explicit CellInputs(OpKernelContext* ctx) : ctx(ctx) {
+  explicit StepInputs(OpKernelContext* ctx) : ctx(ctx) {
     CheckInputs(ctx, &d);
     if (!ctx->status().ok()) return;
+    for (int k = 6; k < 10; ++k) {
+      OP_REQUIRES(ctx, ctx->input(k).shape() == TensorShape({d.p}),
+                  InvalidArgument("theta, grad, f_prev and i_prev must be "
+                                  "[P] vectors, P = x's second dimension"));
+    }
+    OP_REQUIRES(ctx, ctx->input(10).shape() == TensorShape({2, d.hidden + 2}),
+                InvalidArgument("w2 must be [2, hidden + 2]"));
+    OP_REQUIRES(ctx, ctx->input(11).shape() == TensorShape({2}),
+                InvalidArgument("b2 must be [2]"));
     w = StackWeights(ctx->input(3), ctx->input(4));
     b = ctx->input(5).flat<float>().data();
     x = ctx->input(0).flat<float>().data();
     h = ctx->input(1).flat<float>().data();
     c = ctx->input(2).flat<float>().data();
+    for (int k = 0; k < 4; ++k) l2[k] = ctx->input(6 + k).flat<float>().data();
+    const float* w2 = ctx->input(10).flat<float>().data();
+    layer2 = Layer2{w2, w2 + d.hidden + 2, ctx->input(11).flat<float>().data(),
+                    d.hidden};
     chunks = (d.p + kChunk - 1) / kChunk;
     blocks = (chunks + kChunksPerBlock - 1) / kChunksPerBlock;
   }
@@ -284,11 +336,14 @@ struct CellInputs {
     return static_cast<int>(std::min<int64_t>(kChunk, d.p - ch * kChunk));
   }
 
-  // Loads [x; h] and c of a chunk, and computes its gate activations.
-  void LoadAndGates(int64_t p0, int n, Tile* xh, Tile* cs, Tile* z) const {
+  // Loads [x; h], c and the layer-2 inputs of a chunk, and computes its
+  // layer-1 gate activations.
+  void Load(int64_t p0, int n, Tile* xh, Tile* cs, Tile* l2_in,
+            Tile* z) const {
     xh->Load(x, d.p, p0, n, 0, d.n_in);
     xh->Load(h, d.p, p0, n, d.n_in, d.hidden);
     cs->Load(c, d.p, p0, n);
+    for (int k = 0; k < 4; ++k) l2_in->Load(l2[k], d.p, p0, n, k, 1);
     Gates(*xh, w.data(), b, d.features, d.hidden, z);
   }
 
@@ -296,101 +351,198 @@ struct CellInputs {
   Dims d;
   std::vector<float> w;
   const float *b = nullptr, *x = nullptr, *h = nullptr, *c = nullptr;
+  const float* l2[4] = {};  // theta, grad, f_prev, i_prev
+  Layer2 layer2{};
   int64_t chunks = 0, blocks = 0;
 };
 
-class MetaLstmCellOp : public OpKernel {
+// Allocates N outputs of `ctx` from number `first` on, each [P], into `out`;
+// false (and `ctx` failed) on error.
+template <int N>
+bool AllocateVectors(OpKernelContext* ctx, int first, int64_t p,
+                     float* (&out)[N]) {
+  for (int k = 0; k < N; ++k) {
+    Tensor* t;
+    auto status = ctx->allocate_output(first + k, TensorShape({p}), &t);
+    if (!status.ok()) {
+      ctx->SetStatus(status);
+      return false;
+    }
+    out[k] = t->flat<float>().data();
+  }
+  return true;
+}
+
+class MetaLstmStepOp : public OpKernel {
  public:
-  explicit MetaLstmCellOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit MetaLstmStepOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    const CellInputs in(ctx);
+    const StepInputs in(ctx);
     if (!ctx->status().ok()) return;
     const int H = in.d.hidden, G = in.d.gates, F = in.d.features;
     const int64_t P = in.d.p;
     Tensor *h_out, *c_out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({H, P}), &h_out));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({H, P}), &c_out));
+    float* vec_out[3];  // theta_out, f, i
+    if (!AllocateVectors(ctx, 2, P, vec_out)) return;
     float* ho = h_out->flat<float>().data();
     float* co = c_out->flat<float>().data();
     in.ForEachBlock(2 * F * G + 40 * G, [&](int64_t, int64_t ch0,
                                              int64_t ch1) {
-      Tile xh(F), cs(H), z(G);
+      Tile xh(F), cs(H), l2(4), z(G), out(3);
       for (int64_t ch = ch0; ch < ch1; ++ch) {
         const int64_t p0 = ch * kChunk;
         const int n = in.Valid(ch);
-        in.LoadAndGates(p0, n, &xh, &cs, &z);
+        in.Load(p0, n, &xh, &cs, &l2, &z);
         for (int r = 0; r < H; ++r) {
           Vec *i = z.row(r), *f = z.row(H + r), *gg = z.row(2 * H + r),
-             *o = z.row(3 * H + r), *cr = cs.row(r),
-             *hr = xh.row(in.d.n_in + r);
+              *o = z.row(3 * H + r), *cr = cs.row(r),
+              *hr = xh.row(in.d.n_in + r);
           for (int j = 0; j < kVecs; ++j) {
             cr[j] = f[j] * cr[j] + i[j] * gg[j];
             hr[j] = o[j] * Tanh(cr[j]);
           }
         }
+        // Layer 2 on the new hidden state (now in xh's h rows).
+        Vec *f2 = out.row(1), *i2 = out.row(2), *theta = out.row(0);
+        in.layer2.Gates(xh, in.d.n_in, l2, f2, i2);
+        for (int j = 0; j < kVecs; ++j) {
+          theta[j] = f2[j] * l2.row(0)[j] - i2[j] * l2.row(1)[j];
+        }
         cs.Store(co, P, p0, n);
         xh.Store(ho, P, p0, n, in.d.n_in, H);
+        for (int k = 0; k < 3; ++k) out.Store(vec_out[k], P, p0, n, k, 1);
       }
     });
   }
 };
 
-class MetaLstmCellGradOp : public OpKernel {
+class MetaLstmStepGradOp : public OpKernel {
  public:
-  explicit MetaLstmCellGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit MetaLstmStepGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    const CellInputs in(ctx);
+    const StepInputs in(ctx);
     if (!ctx->status().ok()) return;
     const Dims& d = in.d;
     const int H = d.hidden, G = d.gates, F = d.features, NI = d.n_in;
-    for (int i = 6; i < 8; ++i) {
+    for (int i = 12; i < 14; ++i) {
       OP_REQUIRES(ctx, ctx->input(i).shape() == TensorShape({H, d.p}),
                   InvalidArgument("dh_out and dc_out must be [hidden, P]"));
     }
-    Tensor *dx, *dh, *dc, *dwx, *dwh, *db;
+    for (int i = 14; i < 17; ++i) {
+      OP_REQUIRES(ctx, ctx->input(i).shape() == TensorShape({d.p}),
+                  InvalidArgument("dtheta_out, df and di must be [P]"));
+    }
+    Tensor *dx, *dh, *dc, *dwx, *dwh, *db, *dw2, *db2;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({NI, d.p}), &dx));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({H, d.p}), &dh));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({H, d.p}), &dc));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({NI, G}), &dwx));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({H, G}), &dwh));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({G}), &db));
-    const float* dh_out = ctx->input(6).flat<float>().data();
-    const float* dc_out = ctx->input(7).flat<float>().data();
+    float* vec_out[4];  // dtheta, dgrad, df_prev, di_prev
+    if (!AllocateVectors(ctx, 6, d.p, vec_out)) return;
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_output(10, TensorShape({2, H + 2}), &dw2));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(11, TensorShape({2}), &db2));
+    const float* dh_out = ctx->input(12).flat<float>().data();
+    const float* dc_out = ctx->input(13).flat<float>().data();
+    const float* d_vec[3];  // dtheta_out, df, di
+    for (int k = 0; k < 3; ++k) {
+      d_vec[k] = ctx->input(14 + k).flat<float>().data();
+    }
     float* dxo = dx->flat<float>().data();
     float* dho = dh->flat<float>().data();
     float* dco = dc->flat<float>().data();
     const float* w = in.w.data();
-    // Per block, lane-wise partial sums: the weight gradient [F, G], then the
-    // bias gradient [G]; added across lanes and blocks in a fixed order.
-    const int64_t partial_size = int64_t{F} * G + G;
+    const Layer2& l2w = in.layer2;
+    // Per block, lane-wise partial sums: the layer-1 weight gradient [F, G],
+    // its bias gradient [G], the layer-2 weight gradient [2, H + 2] and bias
+    // gradient [2]; added across lanes and blocks in a fixed order.
+    const int64_t l1_size = int64_t{F} * G + G;
+    const int64_t partial_size = l1_size + 2 * (H + 2) + 2;
     std::vector<Vec> partials(in.blocks * partial_size, Splat(0.f));
     in.ForEachBlock(5 * F * G + 60 * G, [&](int64_t blk, int64_t ch0,
                                              int64_t ch1) {
-      Tile a(G), xh(F), cp(H), dht(H), dct(H), dz(G), dxh(F);
+      Tile a(G), xh(F), cp(H), l2(4), d2(3), tc(H), hn(H), dht(H), dct(H),
+          dz(G), dxh(F);
       Vec* dw = &partials[blk * partial_size];
       Vec* dbias = dw + int64_t{F} * G;
+      Vec *dw2_f = dw + l1_size, *dw2_i = dw2_f + H + 2,
+          *db2_ = dw2_i + H + 2;
+      const Vec one = Splat(1.f);
       for (int64_t ch = ch0; ch < ch1; ++ch) {
         const int64_t p0 = ch * kChunk;
         const int n = in.Valid(ch);
-        in.LoadAndGates(p0, n, &xh, &cp, &a);  // recomputed, not stored
+        in.Load(p0, n, &xh, &cp, &l2, &a);  // gates recomputed, not stored
         dht.Load(dh_out, d.p, p0, n);
         dct.Load(dc_out, d.p, p0, n);
-        const Vec one = Splat(1.f);
+        for (int k = 0; k < 3; ++k) d2.Load(d_vec[k], d.p, p0, n, k, 1);
+        // Layer 1's new state: tanh(c') and h'.
+        for (int r = 0; r < H; ++r) {
+          const Vec *i = a.row(r), *f = a.row(H + r), *g = a.row(2 * H + r),
+                    *o = a.row(3 * H + r), *cpr = cp.row(r);
+          Vec *tcr = tc.row(r), *hnr = hn.row(r);
+          for (int j = 0; j < kVecs; ++j) {
+            tcr[j] = Tanh(f[j] * cpr[j] + i[j] * g[j]);
+            hnr[j] = o[j] * tcr[j];
+          }
+        }
+        // Layer 2 backward; its gradient to h' joins dh_out.
+        Vec f2[kVecs], i2[kVecs], dzf[kVecs], dzi[kVecs];
+        l2w.Gates(hn, 0, l2, f2, i2);
+        {
+          Vec *theta = l2.row(0), *grad = l2.row(1), *fp = l2.row(2),
+              *ip = l2.row(3);
+          const Vec *dth = d2.row(0), *df = d2.row(1), *di = d2.row(2);
+          for (int j = 0; j < kVecs; ++j) {
+            dzf[j] = (df[j] + dth[j] * theta[j]) * f2[j] * (one - f2[j]);
+            dzi[j] = (di[j] - dth[j] * grad[j]) * i2[j] * (one - i2[j]);
+          }
+          dw2_f[H] += RowDot(theta, dzf);
+          dw2_f[H + 1] += RowDot(fp, dzf);
+          dw2_i[H] += RowDot(theta, dzi);
+          dw2_i[H + 1] += RowDot(ip, dzi);
+          Vec sf = Splat(0.f), si = Splat(0.f);
+          for (int j = 0; j < kVecs; ++j) {
+            sf += dzf[j];
+            si += dzi[j];
+          }
+          db2_[0] += sf;
+          db2_[1] += si;
+          // In place: d theta, d grad, d f_prev, d i_prev.
+          for (int j = 0; j < kVecs; ++j) {
+            theta[j] = dth[j] * f2[j] + l2w.w0[H] * dzf[j] + l2w.w1[H] * dzi[j];
+            grad[j] = -dth[j] * i2[j];
+            fp[j] = l2w.w0[H + 1] * dzf[j];
+            ip[j] = l2w.w1[H + 1] * dzi[j];
+          }
+          for (int r = 0; r < H; ++r) {
+            Vec *hnr = hn.row(r), *dhr = dht.row(r);
+            dw2_f[r] += RowDot(hnr, dzf);
+            dw2_i[r] += RowDot(hnr, dzi);
+            for (int j = 0; j < kVecs; ++j) {
+              dhr[j] += l2w.w0[r] * dzf[j] + l2w.w1[r] * dzi[j];
+            }
+          }
+        }
+        // Layer 1 backward.
         for (int r = 0; r < H; ++r) {
           Vec *i = a.row(r), *f = a.row(H + r), *g = a.row(2 * H + r),
-             *o = a.row(3 * H + r);
-          Vec *dzi = dz.row(r), *dzf = dz.row(H + r), *dzg = dz.row(2 * H + r),
-             *dzo = dz.row(3 * H + r), *dcr = dct.row(r), *dhr = dht.row(r),
-             *cpr = cp.row(r);
+              *o = a.row(3 * H + r);
+          Vec *dzi1 = dz.row(r), *dzf1 = dz.row(H + r),
+              *dzg = dz.row(2 * H + r), *dzo = dz.row(3 * H + r),
+              *dcr = dct.row(r), *dhr = dht.row(r), *cpr = cp.row(r),
+              *tcr = tc.row(r);
           for (int j = 0; j < kVecs; ++j) {
-            const Vec tc = Tanh(f[j] * cpr[j] + i[j] * g[j]);
-            const Vec dcell = dcr[j] + dhr[j] * o[j] * (one - tc * tc);
-            dzi[j] = dcell * g[j] * i[j] * (one - i[j]);
-            dzf[j] = dcell * cpr[j] * f[j] * (one - f[j]);
+            const Vec dcell = dcr[j] + dhr[j] * o[j] * (one - tcr[j] * tcr[j]);
+            dzi1[j] = dcell * g[j] * i[j] * (one - i[j]);
+            dzf1[j] = dcell * cpr[j] * f[j] * (one - f[j]);
             dzg[j] = dcell * i[j] * (one - g[j] * g[j]);
-            dzo[j] = dhr[j] * tc * o[j] * (one - o[j]);
+            dzo[j] = dhr[j] * tcr[j] * o[j] * (one - o[j]);
             dcr[j] = dcell * f[j];  // becomes dc of the previous state
           }
         }
@@ -404,6 +556,7 @@ class MetaLstmCellGradOp : public OpKernel {
         dxh.Store(dxo, d.p, p0, n, 0, NI);
         dxh.Store(dho, d.p, p0, n, NI, H);
         dct.Store(dco, d.p, p0, n);
+        for (int k = 0; k < 4; ++k) l2.Store(vec_out[k], d.p, p0, n, k, 1);
       }
     });
     const std::vector<float> total =
@@ -412,294 +565,83 @@ class MetaLstmCellGradOp : public OpKernel {
     std::copy_n(total.begin() + int64_t{NI} * G, int64_t{H} * G,
                 dwh->flat<float>().data());
     std::copy_n(total.begin() + int64_t{F} * G, G, db->flat<float>().data());
-  }
-};
-
-// Layer 2, the meta cell whose cell state is the learner's parameters:
-//   z_f = w[0] . [h; theta; f_prev] + b[0],  f = sigmoid(z_f)
-//   z_i = w[1] . [h; theta; i_prev] + b[1],  i = sigmoid(z_i)
-//   theta' = f theta - i grad
-// h [H, P]; theta, grad, f_prev, i_prev [P]; w [2, H + 2]; b [2]. The
-// coordinates are split into blocks of kBlock; the weight gradient's
-// partial sums are kept per block and lane and added in a fixed order.
-constexpr int kBlock = 1024;
-constexpr int kBlockVecs = kBlock / kLanes;
-
-// `n` floats of src into vectors dst[0, kBlockVecs), zero-padded.
-inline void LoadBlock(const float* src, int n, Vec* dst) {
-  std::memcpy(dst, src, n * sizeof(float));
-  std::memset(reinterpret_cast<float*>(dst) + n, 0,
-              (kBlock - n) * sizeof(float));
-}
-
-struct GateCellInputs {
-  // Fails `ctx` on bad shapes (check its status before use).
-  explicit GateCellInputs(OpKernelContext* ctx) : ctx(ctx) {
-    const Tensor& h = ctx->input(0);
-    OP_REQUIRES(ctx, h.dims() == 2,
-                InvalidArgument("h must be a [hidden, P] matrix"));
-    hidden = static_cast<int>(h.dim_size(0));
-    p = h.dim_size(1);
-    for (int k = 1; k < 5; ++k) {
-      OP_REQUIRES(ctx, ctx->input(k).shape() == TensorShape({p}),
-                  InvalidArgument("theta, grad, f_prev and i_prev must be "
-                                  "[P] vectors, P = h's second dimension"));
-    }
-    OP_REQUIRES(ctx, ctx->input(5).shape() == TensorShape({2, hidden + 2}),
-                InvalidArgument("w must be [2, hidden + 2]"));
-    OP_REQUIRES(ctx, ctx->input(6).shape() == TensorShape({2}),
-                InvalidArgument("b must be [2]"));
-    for (int k = 0; k < 7; ++k) in[k] = ctx->input(k).flat<float>().data();
-    blocks = (p + kBlock - 1) / kBlock;
-  }
-
-  int Valid(int64_t blk) const {
-    return static_cast<int>(std::min<int64_t>(kBlock, p - blk * kBlock));
-  }
-
-  // Loads the per-coordinate inputs of block `blk` into theta, grad, fp, ip
-  // and computes the gates f, i.
-  void Gates(int64_t blk, Vec* theta, Vec* grad, Vec* fp, Vec* ip, Vec* f,
-             Vec* i) const {
-    const int64_t p0 = blk * kBlock;
-    const int n = Valid(blk);
-    LoadBlock(in[1] + p0, n, theta);
-    LoadBlock(in[2] + p0, n, grad);
-    LoadBlock(in[3] + p0, n, fp);
-    LoadBlock(in[4] + p0, n, ip);
-    const float *w0 = in[5], *w1 = in[5] + hidden + 2, *b = in[6];
-    for (int j = 0; j < kBlockVecs; ++j) {
-      f[j] = Splat(b[0]) + w0[hidden] * theta[j] + w0[hidden + 1] * fp[j];
-      i[j] = Splat(b[1]) + w1[hidden] * theta[j] + w1[hidden + 1] * ip[j];
-    }
-    Vec hk[kBlockVecs];
-    for (int k = 0; k < hidden; ++k) {
-      LoadBlock(in[0] + k * p + p0, n, hk);
-      for (int j = 0; j < kBlockVecs; ++j) {
-        f[j] += w0[k] * hk[j];
-        i[j] += w1[k] * hk[j];
-      }
-    }
-    for (int j = 0; j < kBlockVecs; ++j) {
-      f[j] = Sigmoid(f[j]);
-      i[j] = Sigmoid(i[j]);
-    }
-  }
-
-  OpKernelContext* ctx;
-  int hidden = 0;
-  int64_t p = 0, blocks = 0;
-  const float* in[7] = {};  // h, theta, grad, f_prev, i_prev, w, b
-};
-
-class MetaGateCellOp : public OpKernel {
- public:
-  explicit MetaGateCellOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    const GateCellInputs in(ctx);
-    if (!ctx->status().ok()) return;
-    float* out[3];
-    for (int k = 0; k < 3; ++k) {
-      Tensor* t;
-      OP_REQUIRES_OK(ctx, ctx->allocate_output(k, TensorShape({in.p}), &t));
-      out[k] = t->flat<float>().data();
-    }
-    ParallelBlocks(ctx, in.blocks, int64_t{kBlock} * (4 * in.hidden + 100),
-                   [&](int64_t blk) {
-      Vec theta[kBlockVecs], grad[kBlockVecs], fp[kBlockVecs], ip[kBlockVecs],
-          f[kBlockVecs], i[kBlockVecs];
-      in.Gates(blk, theta, grad, fp, ip, f, i);
-      for (int j = 0; j < kBlockVecs; ++j) {
-        theta[j] = f[j] * theta[j] - i[j] * grad[j];
-      }
-      const int64_t p0 = blk * kBlock;
-      const int n = in.Valid(blk);
-      std::memcpy(out[0] + p0, theta, n * sizeof(float));
-      std::memcpy(out[1] + p0, f, n * sizeof(float));
-      std::memcpy(out[2] + p0, i, n * sizeof(float));
-    });
-  }
-};
-
-class MetaGateCellGradOp : public OpKernel {
- public:
-  explicit MetaGateCellGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    const GateCellInputs in(ctx);
-    if (!ctx->status().ok()) return;
-    const int H = in.hidden;
-    const int64_t P = in.p;
-    for (int k = 7; k < 10; ++k) {
-      OP_REQUIRES(ctx, ctx->input(k).shape() == TensorShape({P}),
-                  InvalidArgument("d_theta_out, d_f and d_i must be [P]"));
-    }
-    const float* d_in[3];
-    for (int k = 0; k < 3; ++k) {
-      d_in[k] = ctx->input(7 + k).flat<float>().data();
-    }
-    Tensor *dh, *dw, *db;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({H, P}), &dh));
-    float* dp[4];  // d theta, d grad, d f_prev, d i_prev
-    for (int k = 0; k < 4; ++k) {
-      Tensor* t;
-      OP_REQUIRES_OK(ctx, ctx->allocate_output(1 + k, TensorShape({P}), &t));
-      dp[k] = t->flat<float>().data();
-    }
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({2, H + 2}), &dw));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(6, TensorShape({2}), &db));
-    const float *w0 = in.in[5], *w1 = in.in[5] + H + 2;
-    float* dho = dh->flat<float>().data();
-    // Per block: lane-wise partial sums of dw (2 x (H + 2)), then db (2).
-    const int64_t partial_size = 2 * (H + 2) + 2;
-    std::vector<Vec> partials(in.blocks * partial_size, Splat(0.f));
-    ParallelBlocks(ctx, in.blocks, int64_t{kBlock} * (8 * H + 150),
-                   [&](int64_t blk) {
-      Vec theta[kBlockVecs], grad[kBlockVecs], fp[kBlockVecs], ip[kBlockVecs],
-          f[kBlockVecs], i[kBlockVecs], dzf[kBlockVecs], dzi[kBlockVecs],
-          buf[kBlockVecs];
-      in.Gates(blk, theta, grad, fp, ip, f, i);
-      const int64_t p0 = blk * kBlock;
-      const int n = in.Valid(blk);
-      Vec* part = &partials[blk * partial_size];
-      Vec *dw0 = part, *dw1 = part + H + 2, *db_ = part + 2 * (H + 2);
-      // d theta' (buf), then the gates' pre-activation gradients.
-      LoadBlock(d_in[0] + p0, n, buf);
-      Vec df[kBlockVecs], di[kBlockVecs];
-      LoadBlock(d_in[1] + p0, n, df);
-      LoadBlock(d_in[2] + p0, n, di);
-      const Vec one = Splat(1.f);
-      for (int j = 0; j < kBlockVecs; ++j) {
-        dzf[j] = (df[j] + buf[j] * theta[j]) * f[j] * (one - f[j]);
-        dzi[j] = (di[j] - buf[j] * grad[j]) * i[j] * (one - i[j]);
-        dw0[H] += theta[j] * dzf[j];
-        dw0[H + 1] += fp[j] * dzf[j];
-        dw1[H] += theta[j] * dzi[j];
-        dw1[H + 1] += ip[j] * dzi[j];
-        db_[0] += dzf[j];
-        db_[1] += dzi[j];
-        // Outputs in place: d theta, d grad, d f_prev, d i_prev.
-        theta[j] = buf[j] * f[j] + w0[H] * dzf[j] + w1[H] * dzi[j];
-        grad[j] = -buf[j] * i[j];
-        fp[j] = w0[H + 1] * dzf[j];
-        ip[j] = w1[H + 1] * dzi[j];
-      }
-      std::memcpy(dp[0] + p0, theta, n * sizeof(float));
-      std::memcpy(dp[1] + p0, grad, n * sizeof(float));
-      std::memcpy(dp[2] + p0, fp, n * sizeof(float));
-      std::memcpy(dp[3] + p0, ip, n * sizeof(float));
-      for (int k = 0; k < H; ++k) {
-        LoadBlock(in.in[0] + k * P + p0, n, buf);  // h[k]
-        Vec s0 = Splat(0.f), s1 = Splat(0.f);
-        for (int j = 0; j < kBlockVecs; ++j) {
-          s0 += buf[j] * dzf[j];
-          s1 += buf[j] * dzi[j];
-          buf[j] = w0[k] * dzf[j] + w1[k] * dzi[j];
-        }
-        dw0[k] += s0;
-        dw1[k] += s1;
-        std::memcpy(dho + k * P + p0, buf, n * sizeof(float));
-      }
-    });
-    const std::vector<float> total =
-        SumPartials(partials, in.blocks, partial_size);
-    std::copy_n(total.begin(), 2 * (H + 2), dw->flat<float>().data());
-    std::copy_n(total.begin() + 2 * (H + 2), 2, db->flat<float>().data());
+    std::copy_n(total.begin() + l1_size, 2 * (H + 2),
+                dw2->flat<float>().data());
+    std::copy_n(total.begin() + l1_size + 2 * (H + 2), 2,
+                db2->flat<float>().data());
   }
 };
 
 using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
 
-REGISTER_OP("MetaLstmCell")
+REGISTER_OP("MetaLstmStep")
     .Input("x: float")
     .Input("h: float")
     .Input("c: float")
     .Input("wx: float")
     .Input("wh: float")
     .Input("b: float")
+    .Input("theta: float")
+    .Input("grad: float")
+    .Input("f_prev: float")
+    .Input("i_prev: float")
+    .Input("w2: float")
+    .Input("b2: float")
     .Output("h_out: float")
     .Output("c_out: float")
+    .Output("theta_out: float")
+    .Output("f: float")
+    .Output("i: float")
     .SetShapeFn([](InferenceContext* ic) {
       ic->set_output(0, ic->input(1));
       ic->set_output(1, ic->input(1));
+      for (int k = 2; k < 5; ++k) ic->set_output(k, ic->input(6));
       return absl::OkStatus();
     })
-    .Doc("One step of the coordinate-wise LSTM layer (fused, CPU).");
+    .Doc("One step of the meta-learner's two layers (fused, CPU).");
 
-REGISTER_OP("MetaLstmCellGrad")
+REGISTER_OP("MetaLstmStepGrad")
     .Input("x: float")
     .Input("h: float")
     .Input("c: float")
     .Input("wx: float")
     .Input("wh: float")
     .Input("b: float")
+    .Input("theta: float")
+    .Input("grad: float")
+    .Input("f_prev: float")
+    .Input("i_prev: float")
+    .Input("w2: float")
+    .Input("b2: float")
     .Input("dh_out: float")
     .Input("dc_out: float")
+    .Input("dtheta_out: float")
+    .Input("df: float")
+    .Input("di: float")
     .Output("dx: float")
     .Output("dh: float")
     .Output("dc: float")
     .Output("dwx: float")
     .Output("dwh: float")
     .Output("db: float")
-    .SetShapeFn([](InferenceContext* ic) {
-      for (int i = 0; i < 6; ++i) ic->set_output(i, ic->input(i));
-      return absl::OkStatus();
-    })
-    .Doc("Gradient of MetaLstmCell.");
-
-REGISTER_OP("MetaGateCell")
-    .Input("h: float")
-    .Input("theta: float")
-    .Input("grad: float")
-    .Input("f_prev: float")
-    .Input("i_prev: float")
-    .Input("w: float")
-    .Input("b: float")
-    .Output("theta_out: float")
-    .Output("f: float")
-    .Output("i: float")
-    .SetShapeFn([](InferenceContext* ic) {
-      for (int k = 0; k < 3; ++k) ic->set_output(k, ic->input(1));
-      return absl::OkStatus();
-    })
-    .Doc("Layer 2 of the meta-learner (gates and parameter update; CPU).");
-
-REGISTER_OP("MetaGateCellGrad")
-    .Input("h: float")
-    .Input("theta: float")
-    .Input("grad: float")
-    .Input("f_prev: float")
-    .Input("i_prev: float")
-    .Input("w: float")
-    .Input("b: float")
-    .Input("d_theta_out: float")
-    .Input("d_f: float")
-    .Input("d_i: float")
-    .Output("dh: float")
     .Output("dtheta: float")
     .Output("dgrad: float")
     .Output("df_prev: float")
     .Output("di_prev: float")
-    .Output("dw: float")
-    .Output("db: float")
+    .Output("dw2: float")
+    .Output("db2: float")
     .SetShapeFn([](InferenceContext* ic) {
-      for (int k = 0; k < 7; ++k) ic->set_output(k, ic->input(k));
+      for (int i = 0; i < 12; ++i) ic->set_output(i, ic->input(i));
       return absl::OkStatus();
     })
-    .Doc("Gradient of MetaGateCell.");
+    .Doc("Gradient of MetaLstmStep.");
 
-REGISTER_KERNEL_BUILDER(Name("MetaLstmCell").Device(::tensorflow::DEVICE_CPU),
-                        MetaLstmCellOp);
+REGISTER_KERNEL_BUILDER(Name("MetaLstmStep").Device(::tensorflow::DEVICE_CPU),
+                        MetaLstmStepOp);
 REGISTER_KERNEL_BUILDER(
-    Name("MetaLstmCellGrad").Device(::tensorflow::DEVICE_CPU),
-    MetaLstmCellGradOp);
-REGISTER_KERNEL_BUILDER(Name("MetaGateCell").Device(::tensorflow::DEVICE_CPU),
-                        MetaGateCellOp);
-REGISTER_KERNEL_BUILDER(
-    Name("MetaGateCellGrad").Device(::tensorflow::DEVICE_CPU),
-    MetaGateCellGradOp);
+    Name("MetaLstmStepGrad").Device(::tensorflow::DEVICE_CPU),
+    MetaLstmStepGradOp);
 
 }  // namespace
 }  // namespace metalstm

@@ -11,12 +11,11 @@ whose cell state is the learner's parameters (BRIEF §1, paper Eq. 2):
 All rows (coordinates) share the weights. Initialisation: weights
 U(-0.01, 0.01), b_F ~ U(4, 6), b_I ~ U(-5, -4), c_0 = a fresh learner.
 
-Each layer runs either as TensorFlow ops or, by default on a CPU, as one
-fused C++ kernel per step and direction (`metalstm_tf/kernels`: `MetaLstmCell`
-for layer 1, `MetaGateCell` for layer 2), which computes the same function (to
-float rounding) faster than the dozens of small ops; the TensorFlow ops
-are used where the kernel is unavailable and whenever a graph must contain
-only standard ops (XLA, SavedModels: see `UpdateRule.standard_ops`).
+The two layers run either as TensorFlow ops or, by default on a CPU, as one
+fused C++ kernel per step and direction (`metalstm_tf/kernels`: `MetaLstmStep`
+and its gradient), which computes the same function (to float rounding)
+faster than the dozens of small ops; the TensorFlow ops are used where the
+kernel is unavailable and whenever a graph must contain only standard ops (XLA, SavedModels: see `UpdateRule.standard_ops`).
 """
 
 from typing import NamedTuple
@@ -99,42 +98,42 @@ class MetaLSTM(UpdateRule):
       return log_and_sign(loss), tf.transpose(log_and_sign(grad))
     return loss[None], grad[None, :]
 
-  def _layer1(self, grad, loss, state: MetaLSTMState):
-    """Layer 1's new `(h, c)`, each `[hidden, P]`."""
+  def _fused_step(self, module, theta, grad, loss, state: MetaLSTMState):
+    """Both layers as one fused kernel call."""
     loss_in, grad_in = self._inputs(grad, loss)
     kernel = tf.convert_to_tensor(self.lstm_kernel)
+    # The loss rows of the kernel act on a per-step constant: fold them into
+    # the bias, so the kernel sees only per-coordinate inputs.
+    n_loss, n_in = loss_in.shape[0], loss_in.shape[0] + grad_in.shape[0]
+    bias = self.lstm_bias + tf.linalg.matvec(kernel[:n_loss], loss_in,
+                                             transpose_a=True)
+    w2 = tf.stack([tf.convert_to_tensor(self.w_forget)[:, 0],
+                   tf.convert_to_tensor(self.w_input)[:, 0]])
+    b2 = tf.concat([self.b_forget, self.b_input], axis=0)
+    h, c, new_theta, f, i = module.meta_lstm_step(
+        grad_in, state.h, state.c, kernel[n_loss:n_in], kernel[n_in:], bias,
+        theta, grad, state.f, state.i, w2, b2)
+    return new_theta, MetaLSTMState(h=h, c=c, f=f, i=i)
+
+  def step(self, theta, grad, loss, state: MetaLSTMState):
     module = kernels.meta_lstm_cell() if self.fused else None
     if module is not None:
-      # The loss rows of the kernel act on a per-step constant: fold them
-      # into the bias, so the kernel sees only per-coordinate inputs.
-      n_loss, n_in = loss_in.shape[0], loss_in.shape[0] + grad_in.shape[0]
-      bias = self.lstm_bias + tf.linalg.matvec(kernel[:n_loss], loss_in,
-                                               transpose_a=True)
-      return module.meta_lstm_cell(grad_in, state.h, state.c,
-                                   kernel[n_loss:n_in], kernel[n_in:], bias)
+      return self._fused_step(module, theta, grad, loss, state)
+    # Layer 1: a standard LSTM, all coordinates at once ([features, P]).
+    loss_in, grad_in = self._inputs(grad, loss)
     p = tf.shape(grad)[0]
     loss_in = tf.broadcast_to(loss_in[:, None], [loss_in.shape[0], p])
     x = tf.concat([loss_in, grad_in, state.h], axis=0)
-    z = tf.matmul(kernel, x, transpose_a=True) + self.lstm_bias[:, None]
+    z = (tf.matmul(self.lstm_kernel, x, transpose_a=True) +
+         self.lstm_bias[:, None])
     zi, zf, zg, zo = tf.split(z, 4, axis=0)
     c = tf.sigmoid(zf) * state.c + tf.sigmoid(zi) * tf.tanh(zg)
-    return tf.sigmoid(zo) * tf.tanh(c), c
-
-  def step(self, theta, grad, loss, state: MetaLSTMState):
-    # Layer 1: a standard LSTM, all coordinates at once ([features, P]).
-    h, c = self._layer1(grad, loss, state)
-    # Layer 2: the meta cell.
+    h = tf.sigmoid(zo) * tf.tanh(c)
+    # Layer 2: W [h, theta, gate] as one [2, hidden] x [hidden, P] product
+    # for both gates plus per-coordinate terms (no [P, hidden + 2] concat).
     n = self.hidden_size
     w_f = tf.convert_to_tensor(self.w_forget)[:, 0]
     w_i = tf.convert_to_tensor(self.w_input)[:, 0]
-    module = kernels.meta_lstm_cell() if self.fused else None
-    if module is not None:
-      new_theta, f, i = module.meta_gate_cell(
-          h, theta, grad, state.f, state.i, tf.stack([w_f, w_i]),
-          tf.concat([self.b_forget, self.b_input], axis=0))
-      return new_theta, MetaLSTMState(h=h, c=c, f=f, i=i)
-    # W [h, theta, gate] as one [2, hidden] x [hidden, P] product for both
-    # gates plus per-coordinate terms (no [P, hidden + 2] concat).
     zh = tf.matmul(tf.stack([w_f[:n], w_i[:n]]), h)  # [2, P]
     f = tf.sigmoid(zh[0] + w_f[n] * theta + w_f[n + 1] * state.f +
                    self.b_forget)
