@@ -8,7 +8,7 @@ and `--steps` inner steps, forward and backward to its weights, as a
 meta-training episode runs it; and, for comparison, the layer-1 LSTM's
 matrix product [4H, 4 + H] x [4 + H, P] and its two backward products on
 their own, in float32 and in bfloat16. The meta-learner is timed with its
-fused layer-1 kernel (the default on CPU) and with TensorFlow ops only.
+fused step kernel (the default on CPU) and with TensorFlow ops only.
 Defaults: the Omniglot Conv-4 learner (28,485 parameters), 12 steps, hidden
 size 20.
 """

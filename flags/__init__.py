@@ -59,8 +59,8 @@ absl_flags.DEFINE_bool("second_order", None, "Back-propagate through the "
 absl_flags.DEFINE_bool("xla", None, "Compile the meta-training step with XLA "
                        "(default: off on CPU, where plain graph mode measured "
                        "faster; on when a GPU is present).")
-absl_flags.DEFINE_bool("fused_kernel", True, "Run the meta-learner's two "
-                       "layers with the fused C++ CPU kernels, compiled on "
+absl_flags.DEFINE_bool("fused_kernel", True, "Run the meta-learner's step "
+                       "(both layers) as a fused C++ CPU kernel, compiled on "
                        "first use (falls back to TensorFlow ops, with a "
                        "warning, where it cannot be built; not used with "
                        "--xla). --nofused_kernel: TensorFlow ops only.")

@@ -27,7 +27,7 @@ class TrainConfig:
     preprocess: log/sign preprocessing of the meta-learner's inputs.
     second_order: differentiate through the learner's gradients.
     xla: compile the meta-training step with XLA.
-    fused_kernel: run the meta-learner's LSTM layer with the fused C++ CPU
+    fused_kernel: run the meta-learner's step (both layers) as the fused C++ CPU
       kernel (`metalstm_tf/kernels`) when it builds here; never under XLA.
     augment: augment training episodes.
     seed: seed of initial weights and of the episode streams.
