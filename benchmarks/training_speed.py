@@ -39,23 +39,28 @@ FLAGS = flags.FLAGS
 REFERENCE = {"omniglot": 2.8, "mini_imagenet": 1.2}
 
 
-def _learner_only_fn(learner, theta, config):
-  """The learner's forward/backward passes of one episode, nothing else."""
+def _learner_only_fn(learner, theta0, config):
+  """The learner's forward/backward passes of one episode, nothing else.
+
+  Plain SGD moves the parameters between the inner steps, so that every pass
+  is computed (with one fixed parameter tensor, TensorFlow's graph optimizer
+  merges the 12 identical support passes into one).
+  """
 
   @tf.function
   def run(episode):
-    total = tf.constant(0.0)
+    theta = theta0
     for _ in range(config.inner_steps):
       with tf.GradientTape() as tape:
         tape.watch(theta)
         loss = learner.loss(learner.apply_theta(theta, episode.support_images),
                             episode.support_labels)
-      total += tf.reduce_sum(tape.gradient(loss, theta))
+      theta = theta - 0.01 * tape.gradient(loss, theta)
     with tf.GradientTape() as tape:
       tape.watch(theta)
       loss = learner.loss(learner.apply_theta(theta, episode.query_images),
                           episode.query_labels)
-    return total + tf.reduce_sum(tape.gradient(loss, theta))
+    return tf.reduce_sum(tape.gradient(loss, theta))
 
   return run
 
