@@ -1,12 +1,12 @@
 """Fused C++ CPU kernels, compiled on first use.
 
 `meta_lstm_cell()` returns the op library of `meta_lstm_cell.cc` (the fused
-steps of the meta-learner's two layers and their gradients), or None when it
+step of the meta-learner's two layers and its gradient), or None when it
 cannot be built here; callers then use the equivalent TensorFlow ops. The
-library is compiled once per machine, TensorFlow version and source with the C++ compiler
-(`$CXX`, else `g++`) for the host CPU (`-march=native`), and cached as
-`<cache dir>/kernels/meta_lstm_cell-<hash>.so` (the cache directory of the
-datasets: `$METALSTM_CACHE_DIR`, else `~/.cache/metalstm/cache`).
+library is compiled once per machine, TensorFlow version and source with the
+C++ compiler (`$CXX`, else `g++`) for the host CPU (`-march=native`), and
+cached as `<cache dir>/kernels/meta_lstm_cell-<hash>.so` (the cache directory
+of the datasets: `$METALSTM_CACHE_DIR`, else `~/.cache/metalstm/cache`).
 `$METALSTM_KERNEL_CXXFLAGS` adds compiler flags (for example
 `-march=x86-64-v3` for a library that also runs on older CPUs). Set
 `METALSTM_FUSED_KERNEL=0` to never build or use it.

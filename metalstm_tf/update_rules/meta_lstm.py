@@ -15,7 +15,8 @@ The two layers run either as TensorFlow ops or, by default on a CPU, as one
 fused C++ kernel per step and direction (`metalstm_tf/kernels`: `MetaLstmStep`
 and its gradient), which computes the same function (to float rounding)
 faster than the dozens of small ops; the TensorFlow ops are used where the
-kernel is unavailable and whenever a graph must contain only standard ops (XLA, SavedModels: see `UpdateRule.standard_ops`).
+kernel is unavailable and whenever a graph must contain only standard ops
+(XLA, SavedModels: see `UpdateRule.standard_ops`).
 """
 
 from typing import NamedTuple
@@ -51,7 +52,7 @@ class MetaLSTM(UpdateRule):
     preprocess: feed log/sign preprocessed inputs (True, the paper) or the raw
       loss and gradient (004_1039c1b988ad2642's variant).
     seed: seed of the initial meta-weights.
-    fused: run the layers with the fused CPU kernels when they are available.
+    fused: run the step with the fused CPU kernel when it is available.
   """
 
   def __init__(self, initial_theta, hidden_size: int = 20,
