@@ -173,16 +173,6 @@ void CheckInputs(OpKernelContext* ctx, Dims* out) {
               InvalidArgument("b must be [4 * hidden]"));
 }
 
-// Runs fn(block) for blocks [0, n) on the op's thread pool (`cost`: per
-// block).
-template <typename Fn>
-void ParallelBlocks(OpKernelContext* ctx, int64_t n, int64_t cost, Fn fn) {
-  auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-  pool->ParallelFor(n, cost, [&](int64_t begin, int64_t end) {
-    for (int64_t blk = begin; blk < end; ++blk) fn(blk);
-  });
-}
-
 // The sums of `blocks` lane-wise partial sums of `size` entries each, added
 // in block and lane order (deterministic).
 std::vector<float> SumPartials(const std::vector<Vec>& partials,
@@ -324,10 +314,13 @@ struct StepInputs {
   // in parallel on the op's thread pool (`cost`: per coordinate).
   template <typename Fn>
   void ForEachBlock(int64_t cost, Fn fn) const {
-    ParallelBlocks(ctx, blocks, cost * kChunk * kChunksPerBlock,
-                   [&](int64_t blk) {
-      fn(blk, blk * kChunksPerBlock,
-         std::min(chunks, (blk + 1) * kChunksPerBlock));
+    auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+    pool->ParallelFor(blocks, cost * kChunk * kChunksPerBlock,
+                      [&](int64_t begin, int64_t end) {
+      for (int64_t blk = begin; blk < end; ++blk) {
+        fn(blk, blk * kChunksPerBlock,
+           std::min(chunks, (blk + 1) * kChunksPerBlock));
+      }
     });
   }
 
