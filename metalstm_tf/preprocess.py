@@ -14,8 +14,10 @@ import tensorflow as tf
 DEFAULT_P = 10.0
 
 
-def log_and_sign(x: tf.Tensor, p: float = DEFAULT_P) -> tf.Tensor:
-  """Preprocesses every element of `x`; returns `x.shape + [2]`."""
+def log_and_sign(x: tf.Tensor, p: float = DEFAULT_P,
+                 axis: int = -1) -> tf.Tensor:
+  """Preprocesses every element of `x`; returns the two outputs stacked along
+  a new `axis` (by default the last: `x.shape + [2]`)."""
   x = tf.convert_to_tensor(x)
   threshold = math.exp(-p)
   big = tf.abs(x) >= threshold
@@ -23,4 +25,4 @@ def log_and_sign(x: tf.Tensor, p: float = DEFAULT_P) -> tf.Tensor:
   magnitude = tf.math.log(tf.maximum(tf.abs(x), threshold)) / p
   first = tf.where(big, magnitude, -tf.ones_like(x))
   second = tf.where(big, tf.sign(x), math.exp(p) * x)
-  return tf.stack([first, second], axis=-1)
+  return tf.stack([first, second], axis=axis)

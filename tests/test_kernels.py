@@ -67,19 +67,37 @@ def test_step_and_its_gradient_match_tensorflow_ops(module, p, n_in, hidden):
                                atol=1e-5 * scale)
 
 
+def test_saturated_gates_match_and_nan_propagates(module):
+  """Pre-activations far outside the sigmoid's working range (the kernel
+  clamps its exponent) give TensorFlow's values; a NaN input stays NaN in its
+  own coordinate only."""
+  args = _step_args(np.random.default_rng(3), 300, 2, 8)
+  args[0] = args[0] * 1e3  # |z| up to ~1e4
+  for a, b in zip(_reference_step(*args), module.meta_lstm_step(*args)):
+    assert np.all(np.isfinite(b.numpy()))
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-5)
+  x = args[0].numpy()
+  x[1, 17] = np.nan
+  args[0] = tf.constant(x)
+  h = module.meta_lstm_step(*args)[0].numpy()
+  assert np.all(np.isnan(h[:, 17]))
+  assert np.all(np.isfinite(np.delete(h, 17, axis=1)))
+
+
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
                     reason="x86 vector widths")
 def test_8_lane_build_matches_tensorflow_ops(tmp_path):
   """The kernels' AVX2 (8-float) code path, compiled on any x86 CPU: the
-  comparisons above, in a process whose library is built without AVX-512."""
+  comparisons above, in a process whose library is built without AVX-512
+  (the generic exp and sigmoid)."""
   env = dict(os.environ, **{kernels.FLAGS_ENV: "-mno-avx512f",
                             "METALSTM_CACHE_DIR": str(tmp_path)})
   proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p",
                          "no:cacheprovider", __file__, "-k",
-                         "match_tensorflow_ops"], env=env,
+                         "match_tensorflow_ops or saturated"], env=env,
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  assert "4 passed" in proc.stdout
+  assert "5 passed" in proc.stdout
   assert len(list((tmp_path / "kernels").glob("*.so"))) == 1
 
 

@@ -41,6 +41,8 @@ def test_preprocessing_formula_on_both_sides_of_threshold():
       assert b == pytest.approx(math.exp(p) * v, rel=1e-5, abs=1e-7)
   # Continuity of the second output's magnitude at the boundary: e^p * t = 1.
   assert abs(out[3, 1]) == pytest.approx(1.0, rel=2e-3)
+  # Feature-major (the meta-learner's layout): the same values, transposed.
+  np.testing.assert_array_equal(log_and_sign(x, p, axis=0).numpy(), out.T)
 
 
 def test_conv4_batch_norm_matches_the_moments_formula_to_second_order():

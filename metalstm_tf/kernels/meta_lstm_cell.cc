@@ -110,7 +110,33 @@ inline Vec Reciprocal(Vec d) {
 #endif
 }
 
+#if defined(__AVX512F__)
+// sigmoid(x) = 1 / (1 + 2^t), t = -x log2(e) clamped to [-126, 126]: 2^t as
+// p(t - n) 2^n, n = round(t), with a degree-5 fit p of 2^f on [-1/2, 1/2]
+// (float relative error below 3e-7) and AVX-512's scalef for the 2^n: about
+// half the instructions of Exp above. NaN in gives NaN out (the clamps
+// return their second operand when it is NaN).
+inline Vec Sigmoid(Vec x) {
+  __m512 t = _mm512_mul_ps(reinterpret_cast<__m512>(x),
+                           _mm512_set1_ps(-1.44269504088896341f));
+  t = _mm512_max_ps(_mm512_set1_ps(-126.f), t);
+  t = _mm512_min_ps(_mm512_set1_ps(126.f), t);
+  const __m512 n =
+      _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const Vec f = reinterpret_cast<Vec>(_mm512_sub_ps(t, n));
+  Vec p = Splat(1.3266970636e-3f);
+  p = p * f + Splat(9.6754599362e-3f);
+  p = p * f + Splat(5.5507425219e-2f);
+  p = p * f + Splat(2.4022121727e-1f);
+  p = p * f + Splat(6.9314694405e-1f);
+  p = p * f + Splat(1.0000001192f);
+  const Vec e = reinterpret_cast<Vec>(
+      _mm512_scalef_ps(reinterpret_cast<__m512>(p), n));
+  return Reciprocal(Splat(1.f) + e);
+}
+#else
 inline Vec Sigmoid(Vec x) { return Reciprocal(Splat(1.f) + Exp(-x)); }
+#endif
 inline Vec Tanh(Vec x) { return Splat(2.f) * Sigmoid(x + x) - Splat(1.f); }
 
 // A [rows, kChunk] tile of coordinates [p0, p0 + n) of a [rows, P] matrix.
@@ -123,17 +149,24 @@ struct Tile {
     if (count < 0) count = rows - row0;
     for (int r = 0; r < count; ++r) {
       float* dst = reinterpret_cast<float*>(row(row0 + r));
+      if (n == kChunk) {  // constant size: inlined as vector moves
+        std::memcpy(dst, src + r * stride + p0, sizeof(float) * kChunk);
+        continue;
+      }
       std::memcpy(dst, src + r * stride + p0, n * sizeof(float));
-      if (n < kChunk) std::memset(dst + n, 0, (kChunk - n) * sizeof(float));
+      std::memset(dst + n, 0, (kChunk - n) * sizeof(float));
     }
   }
   void Store(float* dst, int64_t stride, int64_t p0, int n, int row0 = 0,
              int count = -1) {
     if (count < 0) count = rows - row0;
     for (int r = 0; r < count; ++r) {
-      std::memcpy(dst + r * stride + p0,
-                  reinterpret_cast<const float*>(row(row0 + r)),
-                  n * sizeof(float));
+      const float* src = reinterpret_cast<const float*>(row(row0 + r));
+      if (n == kChunk) {
+        std::memcpy(dst + r * stride + p0, src, sizeof(float) * kChunk);
+      } else {
+        std::memcpy(dst + r * stride + p0, src, n * sizeof(float));
+      }
     }
   }
   int rows;
@@ -197,23 +230,35 @@ std::vector<float> StackWeights(const Tensor& wx, const Tensor& wh) {
 }
 
 // z <- activations i, f, g, o of the gate pre-activations W^T [x; h] + b for
-// one chunk (`w` is [features, gates]). Not inlined: GCC allocates the
-// register blocks best in a function of their own (measured).
+// one chunk (`w` is [features, gates]), two gates at a time (2 x kVecs
+// accumulators: each loaded [x; h] vector serves two products). Not inlined:
+// GCC allocates the register blocks best in a function of their own
+// (measured).
 __attribute__((noinline)) void Gates(Tile& xh, const float* w, const float* b,
                                      int F, int H, Tile* z) {
-  const int G = 4 * H;
-  for (int g = 0; g < G; ++g) {
-    Vec acc[kVecs];
-    for (int j = 0; j < kVecs; ++j) acc[j] = Splat(b[g]);
-    for (int k = 0; k < F; ++k) {
-      const Vec wk = Splat(w[k * G + g]);
-      const Vec* xr = xh.row(k);
-      for (int j = 0; j < kVecs; ++j) acc[j] += wk * xr[j];
+  const int G = 4 * H;  // even
+  for (int g = 0; g < G; g += 2) {
+    Vec a0[kVecs], a1[kVecs];
+    for (int j = 0; j < kVecs; ++j) {
+      a0[j] = Splat(b[g]);
+      a1[j] = Splat(b[g + 1]);
     }
-    Vec* zr = z->row(g);
-    const bool is_tanh = g >= 2 * H && g < 3 * H;
-    for (int j = 0; j < kVecs; ++j)
-      zr[j] = is_tanh ? Tanh(acc[j]) : Sigmoid(acc[j]);
+    for (int k = 0; k < F; ++k) {
+      const Vec u0 = Splat(w[k * G + g]), u1 = Splat(w[k * G + g + 1]);
+      const Vec* xr = xh.row(k);
+      for (int j = 0; j < kVecs; ++j) {
+        a0[j] += u0 * xr[j];
+        a1[j] += u1 * xr[j];
+      }
+    }
+    // With an odd H, a pair can straddle the tanh (g) block's edge.
+    Vec *z0 = z->row(g), *z1 = z->row(g + 1);
+    const bool tanh0 = g >= 2 * H && g < 3 * H;
+    const bool tanh1 = g + 1 >= 2 * H && g + 1 < 3 * H;
+    for (int j = 0; j < kVecs; ++j) {
+      z0[j] = tanh0 ? Tanh(a0[j]) : Sigmoid(a0[j]);
+      z1[j] = tanh1 ? Tanh(a1[j]) : Sigmoid(a1[j]);
+    }
   }
 }
 
@@ -226,29 +271,54 @@ inline Vec RowDot(const Vec* a, const Vec* b) {
   return (s0 + s1) + (s2 + s3);
 }
 
+// Rows k .. k + R - 1 of d[x; h] = W dz for one chunk, R x kVecs
+// accumulators (each loaded dz vector serves R products).
+template <int R>
+inline void DxhRows(Tile& dz, const float* w, int k, int G, Tile* dxh) {
+  Vec acc[R][kVecs];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < kVecs; ++j) acc[r][j] = Splat(0.f);
+  const float* wk = &w[static_cast<size_t>(k) * G];
+  for (int g = 0; g < G; ++g) {
+    const Vec* dzr = dz.row(g);
+    for (int r = 0; r < R; ++r) {
+      const Vec u = Splat(wk[r * G + g]);
+      for (int j = 0; j < kVecs; ++j) acc[r][j] += u * dzr[j];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < kVecs; ++j) dxh->row(k + r)[j] = acc[r][j];
+}
+
 // For one chunk: d[x; h] = W dz into `dxh`, and dW += [x; h] dz^T into the
-// lane-wise partial sums `dw` [F, G].
+// lane-wise partial sums `dw` [F, G]. G (= 4H) is a multiple of 4.
 __attribute__((noinline)) void Products(Tile& xh, Tile& dz, const float* w,
                                         int F, int G, Vec* __restrict dw,
                                         Tile* dxh) {
-  // kVecs independent accumulators per row.
-  for (int k = 0; k < F; ++k) {
-    Vec acc[kVecs];
-    for (int j = 0; j < kVecs; ++j) acc[j] = Splat(0.f);
-    const float* wk = &w[static_cast<size_t>(k) * G];
-    for (int g = 0; g < G; ++g) {
-      const Vec wkg = Splat(wk[g]);
-      const Vec* dzr = dz.row(g);
-      for (int j = 0; j < kVecs; ++j) acc[j] += wkg * dzr[j];
-    }
-    Vec* out = dxh->row(k);
-    for (int j = 0; j < kVecs; ++j) out[j] = acc[j];
-  }
-  for (int k = 0; k < F; ++k) {
-    const Vec* xr = xh.row(k);
-    Vec* dwk = dw + static_cast<size_t>(k) * G;
-    for (int g = 0; g < G; ++g) {
-      dwk[g] += RowDot(xr, dz.row(g));
+  int k = 0;
+  for (; k + 2 <= F; k += 2) DxhRows<2>(dz, w, k, G, dxh);
+  if (k < F) DxhRows<1>(dz, w, k, G, dxh);
+  // dW: blocks of up to 4 features x 4 gates, 16 accumulators summed
+  // over the chunk's kVecs vectors (each loaded vector serves 4 products).
+  for (int k0 = 0; k0 < F; k0 += 4) {
+    const int rows = std::min(4, F - k0);
+    for (int g0 = 0; g0 < G; g0 += 4) {
+      Vec acc[4][4];
+      for (int a = 0; a < 4; ++a)
+        for (int c = 0; c < 4; ++c) acc[a][c] = Splat(0.f);
+      for (int j = 0; j < kVecs; ++j) {
+        Vec d4[4];
+        for (int c = 0; c < 4; ++c) d4[c] = dz.row(g0 + c)[j];
+        for (int a = 0; a < 4; ++a) {
+          if (a >= rows) break;
+          const Vec xa = xh.row(k0 + a)[j];
+          for (int c = 0; c < 4; ++c) acc[a][c] += xa * d4[c];
+        }
+      }
+      for (int a = 0; a < rows; ++a) {
+        Vec* dwk = dw + static_cast<size_t>(k0 + a) * G + g0;
+        for (int c = 0; c < 4; ++c) dwk[c] += acc[a][c];
+      }
     }
   }
 }

@@ -96,7 +96,7 @@ class MetaLSTM(UpdateRule):
     """Loss features `[L]` (shared by all coordinates) and per-coordinate
     gradient features `[G, P]`: preprocessed L = G = 2; raw L = G = 1."""
     if self.preprocess:
-      return log_and_sign(loss), tf.transpose(log_and_sign(grad))
+      return log_and_sign(loss), log_and_sign(grad, axis=0)
     return loss[None], grad[None, :]
 
   def _fused_step(self, module, theta, grad, loss, state: MetaLSTMState):

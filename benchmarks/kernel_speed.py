@@ -1,0 +1,80 @@
+"""Time of the fused meta-learner step kernels alone, on random inputs.
+
+  python benchmarks/kernel_speed.py [--coordinates=28485] [--threads=2]
+
+Prints milliseconds per call of `MetaLstmStep` (forward) and
+`MetaLstmStepGrad` (backward) for one step over `--coordinates` learner
+parameters (default: the Omniglot 5-way Conv-4 learner, 28,485), and the
+rate of vector work that implies. Isolates the kernels from the learner and
+the input pipeline when changing them; `training_speed.py` gives the
+end-to-end figure.
+"""
+
+import statistics
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from metalstm_tf import kernels
+
+flags.DEFINE_integer("coordinates", 28485, "Learner parameters P.")
+flags.DEFINE_integer("hidden", 20, "Hidden units of the meta-learner LSTM.")
+flags.DEFINE_integer("inputs", 4, "Inputs per coordinate.")
+flags.DEFINE_integer("calls", 50, "Timed calls per round.")
+flags.DEFINE_integer("rounds", 5, "Rounds; the median is reported.")
+flags.DEFINE_integer("threads", 2, "Intra-op threads (0: TensorFlow's "
+                     "default).")
+FLAGS = flags.FLAGS
+
+
+def _inputs(p, hidden, n_in, rng):
+  def rand(*shape, scale=1.0):
+    return tf.constant(rng.normal(size=shape, scale=scale).astype(np.float32))
+
+  g = 4 * hidden
+  return [rand(n_in, p), rand(hidden, p, scale=0.3), rand(hidden, p),
+          rand(n_in, g, scale=0.2), rand(hidden, g, scale=0.2), rand(g),
+          rand(p, scale=0.05), rand(p, scale=0.01), tf.sigmoid(rand(p)),
+          tf.sigmoid(rand(p)), rand(2, hidden + 2, scale=0.2), rand(2)]
+
+
+def _median_ms(fn):
+  fn()
+  times = []
+  for _ in range(FLAGS.rounds):
+    start = time.perf_counter()
+    for _ in range(FLAGS.calls):
+      out = fn()
+    out[0].numpy()
+    times.append((time.perf_counter() - start) / FLAGS.calls * 1e3)
+  return statistics.median(times)
+
+
+def main(argv):
+  del argv
+  if FLAGS.threads:
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+  module = kernels.meta_lstm_cell()
+  if module is None:
+    raise SystemExit("The fused kernel could not be built here (see the "
+                     "warning above).")
+  p, hidden, n_in = FLAGS.coordinates, FLAGS.hidden, FLAGS.inputs
+  args = _inputs(p, hidden, n_in, np.random.default_rng(0))
+  upstream = [tf.ones([hidden, p]) * 0.1, tf.ones([hidden, p]) * 0.1,
+              tf.ones([p]), tf.ones([p]) * 0.1, tf.ones([p]) * 0.1]
+  fwd = _median_ms(lambda: module.meta_lstm_step(*args))
+  bwd = _median_ms(lambda: module.meta_lstm_step_grad(*args, *upstream))
+  # Multiply-adds per coordinate: layer-1 gates (forward); recomputed gates,
+  # d[x; h] and dW (backward).
+  macs = 4 * hidden * (n_in + hidden)
+  for name, ms, n in (("MetaLstmStep", fwd, macs), ("MetaLstmStepGrad", bwd,
+                                                   3 * macs)):
+    print(f"{name}: {ms:.3f} ms per call over {p} coordinates "
+          f"({n * p / ms / 1e6:.1f} G multiply-adds/s in its products)")
+
+
+if __name__ == "__main__":
+  app.run(main)
