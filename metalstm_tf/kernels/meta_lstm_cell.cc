@@ -271,54 +271,29 @@ inline Vec RowDot(const Vec* a, const Vec* b) {
   return (s0 + s1) + (s2 + s3);
 }
 
-// Rows k .. k + R - 1 of d[x; h] = W dz for one chunk, R x kVecs
-// accumulators (each loaded dz vector serves R products).
-template <int R>
-inline void DxhRows(Tile& dz, const float* w, int k, int G, Tile* dxh) {
-  Vec acc[R][kVecs];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < kVecs; ++j) acc[r][j] = Splat(0.f);
-  const float* wk = &w[static_cast<size_t>(k) * G];
-  for (int g = 0; g < G; ++g) {
-    const Vec* dzr = dz.row(g);
-    for (int r = 0; r < R; ++r) {
-      const Vec u = Splat(wk[r * G + g]);
-      for (int j = 0; j < kVecs; ++j) acc[r][j] += u * dzr[j];
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < kVecs; ++j) dxh->row(k + r)[j] = acc[r][j];
-}
-
 // For one chunk: d[x; h] = W dz into `dxh`, and dW += [x; h] dz^T into the
-// lane-wise partial sums `dw` [F, G]. G (= 4H) is a multiple of 4.
+// lane-wise partial sums `dw` [F, G].
 __attribute__((noinline)) void Products(Tile& xh, Tile& dz, const float* w,
                                         int F, int G, Vec* __restrict dw,
                                         Tile* dxh) {
-  int k = 0;
-  for (; k + 2 <= F; k += 2) DxhRows<2>(dz, w, k, G, dxh);
-  if (k < F) DxhRows<1>(dz, w, k, G, dxh);
-  // dW: blocks of up to 4 features x 4 gates, 16 accumulators summed
-  // over the chunk's kVecs vectors (each loaded vector serves 4 products).
-  for (int k0 = 0; k0 < F; k0 += 4) {
-    const int rows = std::min(4, F - k0);
-    for (int g0 = 0; g0 < G; g0 += 4) {
-      Vec acc[4][4];
-      for (int a = 0; a < 4; ++a)
-        for (int c = 0; c < 4; ++c) acc[a][c] = Splat(0.f);
-      for (int j = 0; j < kVecs; ++j) {
-        Vec d4[4];
-        for (int c = 0; c < 4; ++c) d4[c] = dz.row(g0 + c)[j];
-        for (int a = 0; a < 4; ++a) {
-          if (a >= rows) break;
-          const Vec xa = xh.row(k0 + a)[j];
-          for (int c = 0; c < 4; ++c) acc[a][c] += xa * d4[c];
-        }
-      }
-      for (int a = 0; a < rows; ++a) {
-        Vec* dwk = dw + static_cast<size_t>(k0 + a) * G + g0;
-        for (int c = 0; c < 4; ++c) dwk[c] += acc[a][c];
-      }
+  // kVecs independent accumulators per row.
+  for (int k = 0; k < F; ++k) {
+    Vec acc[kVecs];
+    for (int j = 0; j < kVecs; ++j) acc[j] = Splat(0.f);
+    const float* wk = &w[static_cast<size_t>(k) * G];
+    for (int g = 0; g < G; ++g) {
+      const Vec wkg = Splat(wk[g]);
+      const Vec* dzr = dz.row(g);
+      for (int j = 0; j < kVecs; ++j) acc[j] += wkg * dzr[j];
+    }
+    Vec* out = dxh->row(k);
+    for (int j = 0; j < kVecs; ++j) out[j] = acc[j];
+  }
+  for (int k = 0; k < F; ++k) {
+    const Vec* xr = xh.row(k);
+    Vec* dwk = dw + static_cast<size_t>(k) * G;
+    for (int g = 0; g < G; ++g) {
+      dwk[g] += RowDot(xr, dz.row(g));
     }
   }
 }
