@@ -206,16 +206,13 @@ void CheckInputs(OpKernelContext* ctx, Dims* out) {
               InvalidArgument("b must be [4 * hidden]"));
 }
 
-// The sums of `blocks` lane-wise partial sums of `size` entries each, added
-// in block and lane order (deterministic).
-std::vector<float> SumPartials(const std::vector<Vec>& partials,
+// The sums of `blocks` partial sums of `size` entries each, added in block
+// order (deterministic).
+std::vector<float> SumPartials(const std::vector<float>& partials,
                                int64_t blocks, int64_t size) {
   std::vector<float> total(size, 0.f);
   for (int64_t blk = 0; blk < blocks; ++blk) {
-    for (int64_t e = 0; e < size; ++e) {
-      const Vec v = partials[blk * size + e];
-      for (int l = 0; l < kLanes; ++l) total[e] += v[l];
-    }
+    for (int64_t e = 0; e < size; ++e) total[e] += partials[blk * size + e];
   }
   return total;
 }
@@ -497,17 +494,20 @@ class MetaLstmStepGradOp : public OpKernel {
     float* dco = dc->flat<float>().data();
     const float* w = in.w.data();
     const Layer2& l2w = in.layer2;
-    // Per block, lane-wise partial sums: the layer-1 weight gradient [F, G],
-    // its bias gradient [G], the layer-2 weight gradient [2, H + 2] and bias
-    // gradient [2]; added across lanes and blocks in a fixed order.
+    // Per block, lane-wise sums (in the block's own buffer, which stays in
+    // cache) of the layer-1 weight gradient [F, G], its bias gradient [G],
+    // the layer-2 weight gradient [2, H + 2] and bias gradient [2]; at the
+    // block's end its lanes are added into `partials`, and the blocks'
+    // partials in block order: a fixed order of additions.
     const int64_t l1_size = int64_t{F} * G + G;
     const int64_t partial_size = l1_size + 2 * (H + 2) + 2;
-    std::vector<Vec> partials(in.blocks * partial_size, Splat(0.f));
+    std::vector<float> partials(in.blocks * partial_size);
     in.ForEachBlock(5 * F * G + 60 * G, [&](int64_t blk, int64_t ch0,
                                              int64_t ch1) {
       Tile a(G), xh(F), cp(H), l2(4), d2(3), tc(H), hn(H), dht(H), dct(H),
           dz(G), dxh(F);
-      Vec* dw = &partials[blk * partial_size];
+      std::vector<Vec> lanes(partial_size, Splat(0.f));
+      Vec* dw = lanes.data();
       Vec* dbias = dw + int64_t{F} * G;
       Vec *dw2_f = dw + l1_size, *dw2_i = dw2_f + H + 2,
           *db2_ = dw2_i + H + 2;
@@ -595,6 +595,12 @@ class MetaLstmStepGradOp : public OpKernel {
         dxh.Store(dho, d.p, p0, n, NI, H);
         dct.Store(dco, d.p, p0, n);
         for (int k = 0; k < 4; ++k) l2.Store(vec_out[k], d.p, p0, n, k, 1);
+      }
+      float* out = &partials[blk * partial_size];
+      for (int64_t e = 0; e < partial_size; ++e) {
+        float sum = 0.f;
+        for (int l = 0; l < kLanes; ++l) sum += lanes[e][l];
+        out[e] = sum;
       }
     });
     const std::vector<float> total =
