@@ -22,7 +22,9 @@ def log_and_sign(x: tf.Tensor, p: float = DEFAULT_P,
   threshold = math.exp(-p)
   big = tf.abs(x) >= threshold
   # The clamp keeps log finite (and its gradient defined) on the unused branch.
-  magnitude = tf.math.log(tf.maximum(tf.abs(x), threshold)) / p
-  first = tf.where(big, magnitude, -tf.ones_like(x))
-  second = tf.where(big, tf.sign(x), math.exp(p) * x)
+  first = tf.where(big, tf.math.log(tf.maximum(tf.abs(x), threshold)) / p,
+                   -1.0)
+  # e^p x is at least 1 in magnitude exactly where |x| >= e^{-p}: clipping it
+  # to [-1, 1] gives sgn x there and e^p x elsewhere, in two ops.
+  second = tf.clip_by_value(math.exp(p) * x, -1.0, 1.0)
   return tf.stack([first, second], axis=axis)
