@@ -149,12 +149,12 @@ struct Tile {
     if (count < 0) count = rows - row0;
     for (int r = 0; r < count; ++r) {
       float* dst = reinterpret_cast<float*>(row(row0 + r));
-      if (n == kChunk) {  // constant size: inlined as vector moves
+      if (n == kChunk) {  // a constant size: inlined as vector moves
         std::memcpy(dst, src + r * stride + p0, sizeof(float) * kChunk);
-        continue;
+      } else {
+        std::memcpy(dst, src + r * stride + p0, n * sizeof(float));
+        std::memset(dst + n, 0, (kChunk - n) * sizeof(float));
       }
-      std::memcpy(dst, src + r * stride + p0, n * sizeof(float));
-      std::memset(dst + n, 0, (kChunk - n) * sizeof(float));
     }
   }
   void Store(float* dst, int64_t stride, int64_t p0, int n, int row0 = 0,
