@@ -10,15 +10,14 @@ the input pipeline when changing them; `training_speed.py` gives the
 end-to-end figure.
 """
 
-import statistics
-import time
-
 from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
 
 from metalstm_tf import kernels
+
+import common
 
 flags.DEFINE_integer("coordinates", 28485, "Learner parameters P.")
 flags.DEFINE_integer("hidden", 20, "Hidden units of the meta-learner LSTM.")
@@ -41,18 +40,6 @@ def _inputs(p, hidden, n_in, rng):
           tf.sigmoid(rand(p)), rand(2, hidden + 2, scale=0.2), rand(2)]
 
 
-def _median_ms(fn):
-  fn()
-  times = []
-  for _ in range(FLAGS.rounds):
-    start = time.perf_counter()
-    for _ in range(FLAGS.calls):
-      out = fn()
-    out[0].numpy()
-    times.append((time.perf_counter() - start) / FLAGS.calls * 1e3)
-  return statistics.median(times)
-
-
 def main(argv):
   del argv
   if FLAGS.threads:
@@ -65,8 +52,13 @@ def main(argv):
   args = _inputs(p, hidden, n_in, np.random.default_rng(0))
   upstream = [tf.ones([hidden, p]) * 0.1, tf.ones([hidden, p]) * 0.1,
               tf.ones([p]), tf.ones([p]) * 0.1, tf.ones([p]) * 0.1]
-  fwd = _median_ms(lambda: module.meta_lstm_step(*args))
-  bwd = _median_ms(lambda: module.meta_lstm_step_grad(*args, *upstream))
+
+  def ms_per_call(fn):
+    return 1e3 * common.median_seconds_per_call(
+        lambda _: fn(), [None] * FLAGS.calls, FLAGS.rounds)
+
+  fwd = ms_per_call(lambda: module.meta_lstm_step(*args))
+  bwd = ms_per_call(lambda: module.meta_lstm_step_grad(*args, *upstream))
   # Multiply-adds per coordinate: layer-1 gates (forward); recomputed gates,
   # d[x; h] and dW (backward).
   macs = 4 * hidden * (n_in + hidden)

@@ -21,8 +21,7 @@ from absl import flags
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-from metalstm_tf import builder
-from metalstm_tf.config import TrainConfig
+import common
 
 flags.DEFINE_string("data_dir", None, "Dataset directory.")
 flags.DEFINE_string("cache_dir", None, "Cache directory.")
@@ -61,13 +60,10 @@ def _op_times(logdir: pathlib.Path, steps: int):
 
 def main(argv):
   del argv
-  config = TrainConfig(dataset=FLAGS.dataset, way=5, shot=1, queries=15,
-                       inner_steps=12, inner_batch_size=5, filters=32,
-                       xla=False, augment=False,
-                       logdir=tempfile.mkdtemp(prefix="metalstm_profile_"))
-  task, _, trainer = builder.build(config, FLAGS.data_dir, FLAGS.cache_dir)
-  it = iter(task.train_dataset(0))
-  batches = [next(it) for _ in range(FLAGS.steps)]
+  config = common.ravi_1shot_config(
+      FLAGS.dataset, tempfile.mkdtemp(prefix="metalstm_profile_"), xla=False)
+  _, _, trainer, batches = common.build_with_episodes(
+      config, FLAGS.data_dir, FLAGS.cache_dir, FLAGS.steps)
   for b in batches[:3]:  # Trace and warm up.
     trainer.train_step(b)
   logdir = pathlib.Path(tempfile.mkdtemp(prefix="metalstm_trace_"))

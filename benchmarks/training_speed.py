@@ -14,15 +14,12 @@ this machine type; the target is 3x that.
 """
 
 import resource
-import statistics
-import time
 
 from absl import app
 from absl import flags
 import tensorflow as tf
 
-from metalstm_tf import builder
-from metalstm_tf.config import TrainConfig
+import common
 
 flags.DEFINE_string("data_dir", None, "Dataset directory.")
 flags.DEFINE_string("cache_dir", None, "Cache directory.")
@@ -65,19 +62,6 @@ def _learner_only_fn(learner, theta0, config):
   return run
 
 
-def _time(fn, batches, rounds=1):
-  """Median over `rounds` of the mean time per call over `batches`."""
-  fn(batches[0])
-  times = []
-  for _ in range(rounds):
-    start = time.perf_counter()
-    for b in batches:
-      out = fn(b)
-    tf.nest.map_structure(lambda t: t.numpy(), out)
-    times.append((time.perf_counter() - start) / len(batches))
-  return statistics.median(times)
-
-
 def main(argv):
   del argv
   for dataset in FLAGS.datasets:
@@ -85,19 +69,17 @@ def main(argv):
       if mode not in MODES:
         raise app.UsageError(f"--modes: unknown mode {mode!r}; use one of "
                              f"{', '.join(MODES)}.")
-      config = TrainConfig(dataset=dataset, way=5, shot=1, queries=15,
-                           inner_steps=12, inner_batch_size=5, filters=32,
-                           xla=mode == "xla", fused_kernel=mode == "fused",
-                           augment=False,
-                           logdir=f"/tmp/metalstm_bench_{dataset}_{mode}")
-      task, rule, trainer = builder.build(config, FLAGS.data_dir,
-                                        FLAGS.cache_dir)
-      it = iter(task.train_dataset(0))
-      batches = [next(it) for _ in range(FLAGS.steps)]
-      step_time = _time(trainer.train_step, batches, FLAGS.rounds)
+      config = common.ravi_1shot_config(
+          dataset, f"/tmp/metalstm_bench_{dataset}_{mode}",
+          xla=mode == "xla", fused_kernel=mode == "fused")
+      task, rule, trainer, batches = common.build_with_episodes(
+          config, FLAGS.data_dir, FLAGS.cache_dir, FLAGS.steps)
+      step_time = common.median_seconds_per_call(trainer.train_step, batches,
+                                                 FLAGS.rounds)
       learner_fn = _learner_only_fn(task.learner, rule.initial_theta(), config)
       single = [tf.nest.map_structure(lambda t: t[0], b) for b in batches]
-      learner_time = _time(learner_fn, single, FLAGS.rounds)
+      learner_time = common.median_seconds_per_call(learner_fn, single,
+                                                    FLAGS.rounds)
       rate = 1.0 / step_time
       print(f"train {dataset} 5-way 1-shot {mode}: {rate:.2f} episodes/s "
             f"({rate / REFERENCE[dataset]:.1f}x the PyTorch port's "

@@ -1,0 +1,42 @@
+"""What the TensorFlow benchmark scripts share: the Ravi configuration they
+time, its first training episodes, and the median-of-rounds timing loop.
+
+(`pytorch_reference.py` keeps its own loop: it must not import TensorFlow.)
+"""
+
+import statistics
+import time
+
+import tensorflow as tf
+
+from metalstm_tf import builder
+from metalstm_tf.config import TrainConfig
+
+
+def ravi_1shot_config(dataset: str, logdir: str, **overrides) -> TrainConfig:
+  """5-way 1-shot in the Ravi config: 32 filters, 12 inner steps of batch 5,
+  15 queries per class, no augmentation."""
+  return TrainConfig(dataset=dataset, way=5, shot=1, queries=15,
+                     inner_steps=12, inner_batch_size=5, filters=32,
+                     augment=False, logdir=logdir, **overrides)
+
+
+def build_with_episodes(config: TrainConfig, data_dir, cache_dir, n: int):
+  """(task, rule, trainer, the first `n` training meta-batches)."""
+  task, rule, trainer = builder.build(config, data_dir, cache_dir)
+  it = iter(task.train_dataset(0))
+  return task, rule, trainer, [next(it) for _ in range(n)]
+
+
+def median_seconds_per_call(fn, inputs, rounds: int = 1) -> float:
+  """Median over `rounds` of the mean time of `fn(x)` over `inputs` (after
+  one warm-up call), waiting for the last call's tensors each round."""
+  fn(inputs[0])
+  times = []
+  for _ in range(rounds):
+    start = time.perf_counter()
+    for x in inputs:
+      out = fn(x)
+    tf.nest.map_structure(lambda t: t.numpy(), out)
+    times.append((time.perf_counter() - start) / len(inputs))
+  return statistics.median(times)
