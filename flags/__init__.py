@@ -49,6 +49,10 @@ absl_flags.DEFINE_enum("lr_schedule", None, list(LR_SCHEDULES),
 absl_flags.DEFINE_float("clip", 0.25, "Global-norm clip of the meta-gradient.")
 absl_flags.DEFINE_integer("hidden_size", 20, "Hidden units of the "
                           "meta-learner's first (LSTM) layer.")
+absl_flags.DEFINE_float("input_gate_scale", 1.0, "The meta cell subtracts "
+                       "input_gate_scale * i_t * grad: the learned learning "
+                       "rate ranges over (0, input_gate_scale). 1 is the "
+                       "paper's cell.")
 absl_flags.DEFINE_integer("filters", 32, "Channels of the Conv-4 learner.")
 absl_flags.DEFINE_bool("preprocess", None, "Log/sign-preprocess the loss and "
                        "gradient fed to the meta-learner; --nopreprocess "
@@ -113,6 +117,7 @@ def config_from_flags(f=FLAGS) -> TrainConfig:
       val_episodes=_default(f.val_episodes, 1000 if sine else 100),
       test_episodes=_default(f.test_episodes, 2000 if sine else 600),
       lr=f.lr, clip=f.clip, hidden_size=f.hidden_size, filters=f.filters,
+      input_gate_scale=f.input_gate_scale,
       # Sine: second order on raw inputs with a decaying rate measured best
       # (RESULTS.md); image datasets keep the paper's setting.
       lr_schedule=_default(f.lr_schedule, "cosine" if sine else "constant"),

@@ -26,6 +26,7 @@ def build(config: TrainConfig, data_dir=None, cache_dir=None,
   with strategy.scope():
     rule = MetaLSTM(task.learner.initial_theta(),
                     hidden_size=config.hidden_size,
+                    input_gate_scale=config.input_gate_scale,
                     preprocess=config.preprocess, seed=config.seed)
   return task, rule, MetaTrainer(task, rule, config, strategy)
 

@@ -23,6 +23,8 @@ class TrainConfig:
     lr_schedule: 'constant' (the paper) or 'cosine' (decays `lr` to zero
       along a half cosine over the run's meta-updates).
     hidden_size: layer-1 hidden units of the meta-learner.
+    input_gate_scale: upper end of the learned learning rate: the cell
+      subtracts `input_gate_scale * i_t * grad` (1: the paper).
     filters: channels of the Conv-4 learner.
     preprocess: log/sign preprocessing of the meta-learner's inputs.
     second_order: differentiate through the learner's gradients.
@@ -49,6 +51,7 @@ class TrainConfig:
   clip: float = 0.25
   lr_schedule: str = "constant"
   hidden_size: int = 20
+  input_gate_scale: float = 1.0
   filters: int = 32
   preprocess: bool = True
   second_order: bool = False
@@ -72,6 +75,9 @@ class TrainConfig:
     if self.lr <= 0 or self.clip <= 0:
       raise ValueError(f"--lr and --clip must be positive, got {self.lr} and "
                        f"{self.clip}.")
+    if not self.input_gate_scale > 0:
+      raise ValueError("--input_gate_scale must be positive, got "
+                       f"{self.input_gate_scale!r}. 1 is the paper's cell.")
     if self.lr_schedule not in LR_SCHEDULES:
       raise ValueError(f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}"
                        f", got {self.lr_schedule!r}.")

@@ -23,7 +23,9 @@ class AdaptResult(NamedTuple):
   Attributes:
     theta: adapted flat learner parameters `[P]`.
     support_losses: `[num_steps]` inner loss before each step.
-    gates: gate name -> `[num_steps, P]` values (empty if the rule has none).
+    gates: gate name -> list of `num_steps` `[P]` values, one per step (empty
+      if the rule has none; a list, so that callers that need a summary of
+      them need not copy them into one `[num_steps, P]` tensor).
   """
   theta: tf.Tensor
   support_losses: tf.Tensor
@@ -78,4 +80,4 @@ def adapt(learner: Learner, rule: UpdateRule, support_x: tf.Tensor,
     for name, value in rule.gates(state).items():
       gates.setdefault(name, []).append(value)
   return AdaptResult(theta=theta, support_losses=tf.stack(losses),
-                     gates={k: tf.stack(v) for k, v in gates.items()})
+                     gates=gates)

@@ -38,6 +38,12 @@ def mean_and_ci95(values) -> tuple[float, float]:
   return float(values.mean()), float(1.96 * values.std() / math.sqrt(len(values)))
 
 
+def _mean_over_steps(values: list) -> tf.Tensor:
+  """The mean of a list of equal-sized per-step tensors (without stacking
+  them into one)."""
+  return tf.add_n([tf.reduce_mean(v) for v in values]) / len(values)
+
+
 def learning_rate(config: TrainConfig):
   """Adam's learning rate: a float, or a schedule over meta-updates."""
   if config.lr_schedule == "cosine":
@@ -131,8 +137,8 @@ class MetaTrainer:
       loss = tf.add_n(losses) / size
     grads = tape.gradient(loss, variables)
     stats = {"loss": loss, "metric": tf.add_n(metrics) / size}
-    for name, values in gates.items():  # [steps, P] of the last episode.
-      stats[f"{name}_mean"] = tf.reduce_mean(values)
+    for name, values in gates.items():  # steps x [P] of the last episode.
+      stats[f"{name}_mean"] = _mean_over_steps(values)
       stats[f"{name}_last"] = values[-1]
     return grads, stats
 
@@ -177,8 +183,9 @@ class MetaTrainer:
       loss, metric, result = self.episode_loss(episode)
     out = {"loss": loss, "metric": metric}
     for name, values in result.gates.items():
-      out[f"{name}_tracked"] = tf.gather(values, self.tracked, axis=1)
-      out[f"{name}_mean"] = tf.reduce_mean(values)
+      out[f"{name}_tracked"] = tf.stack(
+          [tf.gather(v, self.tracked) for v in values])
+      out[f"{name}_mean"] = _mean_over_steps(values)
     return out
 
   # ------------------------------------------------------------ summaries --

@@ -46,6 +46,10 @@ def test_explicit_flags_override_the_dataset_defaults():
               "--nopreprocess", "--lr_schedule=cosine")
   assert c.second_order and not c.preprocess and c.lr_schedule == "cosine"
   assert c.fused_kernel and not _config("--nofused_kernel").fused_kernel
+  assert c.input_gate_scale == 1.0
+  assert _config("--input_gate_scale=5").input_gate_scale == 5.0
+  with pytest.raises(ValueError, match="--input_gate_scale must be positive"):
+    _config("--input_gate_scale=-1")
 
 
 def test_unknown_schedule_is_rejected_by_the_parser():

@@ -171,3 +171,29 @@ def test_raw_inputs_variant_has_two_inputs():
   assert rule.lstm_kernel.shape == (2 + 5, 20)
   grads = _meta_grads(learner, rule, second_order=True)
   assert all(g is not None for g in grads)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_input_gate_scale_multiplies_the_learned_step(fused):
+  """--input_gate_scale=s: theta_t = f theta - s i grad, with the gates (and
+  so the whole layer-1 state) of the paper's cell."""
+  learner = Conv4Learner(3, (16, 16, 1), filters=4, seed=0)
+  theta = learner.initial_theta()
+  grad = tf.constant(np.random.default_rng(0).normal(size=theta.shape),
+                     tf.float32)
+  outs = {}
+  for scale in (1.0, 4.0):
+    rule = MetaLSTM(theta, hidden_size=5, seed=0, fused=fused,
+                    input_gate_scale=scale)
+    rule.b_input.assign([0.5])  # a large step, so the scale shows
+    outs[scale] = rule.step(theta, grad, tf.constant(0.7),
+                            rule.init_state(theta))
+  (theta_1, state_1), (theta_4, state_4) = outs[1.0], outs[4.0]
+  np.testing.assert_array_equal(state_4.i.numpy(), state_1.i.numpy())
+  np.testing.assert_array_equal(state_4.f.numpy(), state_1.f.numpy())
+  np.testing.assert_allclose(
+      theta_4.numpy(), (state_1.f * theta - 4.0 * state_1.i * grad).numpy(),
+      rtol=1e-5, atol=1e-6)
+  assert not np.allclose(theta_4.numpy(), theta_1.numpy())
+  with pytest.raises(ValueError, match="input_gate_scale must be positive"):
+    MetaLSTM(theta, input_gate_scale=0.0)

@@ -1,7 +1,8 @@
 """Fused C++ CPU kernels, compiled on first use.
 
 `meta_lstm_cell()` returns the op library of `meta_lstm_cell.cc` (the fused
-step of the meta-learner's two layers and its gradient), or None when it
+step of the meta-learner's two layers and its gradient, and the log/sign
+input preprocessing as one op), or None when it
 cannot be built here; callers then use the equivalent TensorFlow ops. The
 library is compiled once per machine, TensorFlow version and source with the
 C++ compiler (`$CXX`, else `g++`) for the host CPU (`-march=native`), and
@@ -14,6 +15,7 @@ of the datasets: `$METALSTM_CACHE_DIR`, else `~/.cache/metalstm/cache`).
 
 import functools
 import hashlib
+import math
 import os
 import pathlib
 import platform
@@ -110,5 +112,16 @@ def _register_gradient(module):
       upstream = [tf.zeros_like(out) if d is None else d
                   for out, d in zip(op.outputs, upstream)]
       return _gradient_module.meta_lstm_step_grad(*op.inputs, *upstream)
+
+    @tf.RegisterGradient("LogAndSign")
+    def _log_and_sign_grad(op, upstream):
+      # d/dx of log|x| / p is 1 / (p x) where |x| >= e^-p (else the output is
+      # the constant -1); of clip(e^p x, -1, 1) it is e^p inside the clip.
+      x, p = op.inputs[0], op.get_attr("p")
+      big = tf.abs(x) >= math.exp(-p)
+      d_log = tf.where(big, upstream[0] / (p * tf.where(big, x, 1.0)), 0.0)
+      d_sign = tf.where(tf.abs(x) * math.exp(p) <= 1.0,
+                        upstream[1] * math.exp(p), 0.0)
+      return d_log + d_sign
 
   _gradient_module = module

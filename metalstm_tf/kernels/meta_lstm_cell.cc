@@ -31,7 +31,9 @@
 // the partials are added in block order.
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -616,6 +618,88 @@ class MetaLstmStepGradOp : public OpKernel {
   }
 };
 
+// log of a vector of positive, finite, normal floats (Cephes' logf: the
+// exponent, and a degree-8 polynomial of the mantissa in [sqrt(1/2),
+// sqrt(2)); |relative error| < 2e-7).
+inline Vec LogPositive(Vec x) {
+  VecI bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  VecI e = ((bits >> 23) & 0xff) - 126;  // x = m 2^e, m in [1/2, 1)
+  bits = (bits & 0x007fffff) | 0x3f000000;
+  Vec m;
+  std::memcpy(&m, &bits, sizeof(m));
+  const VecI small = m < Splat(0.707106781186547524f);  // -1 where true
+  e = e + small;
+  m = m - Splat(1.f) + (small ? m : Splat(0.f));  // in [sqrt(1/2) - 1, ...)
+  const Vec ef = __builtin_convertvector(e, Vec);
+  const Vec z = m * m;
+  Vec y = Splat(7.0376836292e-2f);
+  y = y * m - Splat(1.1514610310e-1f);
+  y = y * m + Splat(1.1676998740e-1f);
+  y = y * m - Splat(1.2420140846e-1f);
+  y = y * m + Splat(1.4249322787e-1f);
+  y = y * m - Splat(1.6668057665e-1f);
+  y = y * m + Splat(2.0000714765e-1f);
+  y = y * m - Splat(2.4999993993e-1f);
+  y = y * m + Splat(3.3333331174e-1f);
+  y = y * m * z;
+  y = y - ef * Splat(2.12194440e-4f) - Splat(0.5f) * z;
+  return m + y + ef * Splat(0.693359375f);
+}
+
+// The gradient preprocessing of Andrychowicz et al. (2016) for every element
+// of x, stacked feature-major: out[0] = log(|x|) / p where |x| >= e^-p, else
+// -1; out[1] = clip(e^p x, -1, 1) (sgn x where |x| >= e^-p). The same
+// function as metalstm_tf/preprocess.py's log_and_sign(x, p, axis=0), as one
+// op instead of about ten (its gradient is registered in Python). Like those
+// ops: out[0] is +inf for an infinite x and -1 for NaN, out[1] NaN for NaN.
+class LogAndSignOp : public OpKernel {
+ public:
+  explicit LogAndSignOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("p", &p_));
+    OP_REQUIRES(ctx, p_ > 0.f && p_ <= 80.f,
+                InvalidArgument("p must be in (0, 80], got ", p_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    TensorShape shape = x.shape();
+    shape.InsertDim(0, 2);
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, shape, &out));
+    const int64_t n = x.NumElements();
+    const float* in = x.flat<float>().data();
+    float* first = out->flat<float>().data();
+    float* second = first + n;
+    const float threshold = std::exp(-p_), scale = std::exp(p_);
+    const Vec inv_p = Splat(1.f / p_), t = Splat(threshold),
+              inf = Splat(std::numeric_limits<float>::infinity());
+    int64_t k = 0;
+    for (; k + kLanes <= n; k += kLanes) {
+      Vec v, ax;
+      std::memcpy(&v, in + k, sizeof(v));
+      ax = v < Splat(0.f) ? -v : v;
+      const VecI finite = ax < inf;  // false for inf and NaN
+      const Vec lg = LogPositive(ax > t ? ax : t) * inv_p;
+      const Vec f = ax >= t ? (finite ? lg : ax) : Splat(-1.f);
+      Vec s = v * Splat(scale);
+      s = s > Splat(1.f) ? Splat(1.f) : s;
+      s = s < Splat(-1.f) ? Splat(-1.f) : s;  // NaN stays NaN
+      std::memcpy(first + k, &f, sizeof(f));
+      std::memcpy(second + k, &s, sizeof(s));
+    }
+    for (; k < n; ++k) {
+      const float v = in[k], ax = std::fabs(v);
+      first[k] = ax >= threshold ? (std::isfinite(ax) ? std::log(ax) / p_ : ax)
+                                 : -1.f;
+      second[k] = std::isnan(v) ? v : std::min(1.f, std::max(-1.f, v * scale));
+    }
+  }
+
+ private:
+  float p_;
+};
+
 using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
 
@@ -681,6 +765,21 @@ REGISTER_OP("MetaLstmStepGrad")
     })
     .Doc("Gradient of MetaLstmStep.");
 
+REGISTER_OP("LogAndSign")
+    .Input("x: float")
+    .Output("y: float")
+    .Attr("p: float = 10.0")
+    .SetShapeFn([](InferenceContext* ic) {
+      ShapeHandle out;
+      TF_RETURN_IF_ERROR(
+          ic->Concatenate(ic->Vector(2), ic->input(0), &out));
+      ic->set_output(0, out);
+      return absl::OkStatus();
+    })
+    .Doc("Log/sign gradient preprocessing, stacked on a new first axis.");
+
+REGISTER_KERNEL_BUILDER(Name("LogAndSign").Device(::tensorflow::DEVICE_CPU),
+                        LogAndSignOp);
 REGISTER_KERNEL_BUILDER(Name("MetaLstmStep").Device(::tensorflow::DEVICE_CPU),
                         MetaLstmStepOp);
 REGISTER_KERNEL_BUILDER(

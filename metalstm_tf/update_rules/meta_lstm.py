@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from metalstm_tf import kernels
-from metalstm_tf.preprocess import log_and_sign
+from metalstm_tf.preprocess import DEFAULT_P, log_and_sign
 from metalstm_tf.update_rules.base import UpdateRule
 
 
@@ -53,12 +53,20 @@ class MetaLSTM(UpdateRule):
       loss and gradient (004_1039c1b988ad2642's variant).
     seed: seed of the initial meta-weights.
     fused: run the step with the fused CPU kernel when it is available.
+    input_gate_scale: the step is `theta_t = f_t * theta_{t-1} -
+      input_gate_scale * i_t * grad_t`, so the learned learning rate ranges
+      over (0, input_gate_scale); 1 is the paper's cell. The gates and their
+      recurrent inputs stay sigmoids in (0, 1).
   """
 
   def __init__(self, initial_theta, hidden_size: int = 20,
                preprocess: bool = True, seed: int | None = None,
-               fused: bool = True, **kwargs):
+               fused: bool = True, input_gate_scale: float = 1.0, **kwargs):
     super().__init__(initial_theta, **kwargs)
+    if not input_gate_scale > 0:
+      raise ValueError("input_gate_scale must be positive, got "
+                       f"{input_gate_scale!r}.")
+    self.input_gate_scale = float(input_gate_scale)
     self.hidden_size, self.preprocess, self.fused = (hidden_size, preprocess,
                                                      fused)
     in_size = 4 if preprocess else 2
@@ -92,16 +100,27 @@ class MetaLSTM(UpdateRule):
     zeros = tf.zeros_like(theta)
     return MetaLSTMState(h=zeros_h, c=zeros_h, f=zeros, i=zeros)
 
-  def _inputs(self, grad, loss):
+  def _inputs(self, grad, loss, module=None):
     """Loss features `[L]` (shared by all coordinates) and per-coordinate
-    gradient features `[G, P]`: preprocessed L = G = 2; raw L = G = 1."""
+    gradient features `[G, P]`: preprocessed L = G = 2; raw L = G = 1.
+    With the kernels' op `module`, the preprocessing is its one-op
+    `log_and_sign`."""
     if self.preprocess:
+      if module is not None:
+        return (module.log_and_sign(loss, p=DEFAULT_P),
+                module.log_and_sign(grad, p=DEFAULT_P))
       return log_and_sign(loss), log_and_sign(grad, axis=0)
     return loss[None], grad[None, :]
 
+  def _cell_grad(self, grad):
+    """The gradient the cell subtracts, scaled by `input_gate_scale`."""
+    if self.input_gate_scale == 1.0:
+      return grad
+    return grad * self.input_gate_scale
+
   def _fused_step(self, module, theta, grad, loss, state: MetaLSTMState):
     """Both layers as one fused kernel call."""
-    loss_in, grad_in = self._inputs(grad, loss)
+    loss_in, grad_in = self._inputs(grad, loss, module)
     kernel = tf.convert_to_tensor(self.lstm_kernel)
     # The loss rows of the kernel act on a per-step constant: fold them into
     # the bias, so the kernel sees only per-coordinate inputs.
@@ -113,7 +132,7 @@ class MetaLSTM(UpdateRule):
     b2 = tf.concat([self.b_forget, self.b_input], axis=0)
     h, c, new_theta, f, i = module.meta_lstm_step(
         grad_in, state.h, state.c, kernel[n_loss:n_in], kernel[n_in:], bias,
-        theta, grad, state.f, state.i, w2, b2)
+        theta, self._cell_grad(grad), state.f, state.i, w2, b2)
     return new_theta, MetaLSTMState(h=h, c=c, f=f, i=i)
 
   def step(self, theta, grad, loss, state: MetaLSTMState):
@@ -140,7 +159,7 @@ class MetaLSTM(UpdateRule):
                    self.b_forget)
     i = tf.sigmoid(zh[1] + w_i[n] * theta + w_i[n + 1] * state.i +
                    self.b_input)
-    new_theta = f * theta - i * grad
+    new_theta = f * theta - i * self._cell_grad(grad)
     return new_theta, MetaLSTMState(h=h, c=c, f=f, i=i)
 
   @staticmethod
