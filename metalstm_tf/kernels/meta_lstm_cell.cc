@@ -1,5 +1,6 @@
 // Fused CPU kernels for one step of the meta-learner's two coordinate-wise
-// layers (MetaLstmStep) and its gradient (MetaLstmStepGrad).
+// layers (MetaLstmStep) and its gradient (MetaLstmStepGrad), and the log/sign
+// preprocessing of its inputs as one op (LogAndSign, at the end).
 //
 // The layer-1 LSTM runs over every learner coordinate (about 30,000 of them)
 // with 20 hidden units: per step, TensorFlow's ops write the [80, P] gate
@@ -671,7 +672,9 @@ class LogAndSignOp : public OpKernel {
     const float* in = x.flat<float>().data();
     float* first = out->flat<float>().data();
     float* second = first + n;
-    const float threshold = std::exp(-p_), scale = std::exp(p_);
+    // Rounded from double, as TensorFlow rounds the Python floats e^-p, e^p.
+    const float threshold = static_cast<float>(std::exp(-double{p_})),
+                scale = static_cast<float>(std::exp(double{p_}));
     const Vec inv_p = Splat(1.f / p_), t = Splat(threshold),
               inf = Splat(std::numeric_limits<float>::infinity());
     int64_t k = 0;
