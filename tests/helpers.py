@@ -34,5 +34,6 @@ def build(config):
   from metalstm_tf.trainer import MetaTrainer
   task = tasks.image_task(synthetic_splits(), config)
   rule = MetaLSTM(task.learner.initial_theta(), hidden_size=config.hidden_size,
-                  preprocess=config.preprocess, seed=config.seed)
+                  preprocess=config.preprocess, seed=config.seed,
+                  input_gate_scale=config.input_gate_scale)
   return task, rule, MetaTrainer(task, rule, config)

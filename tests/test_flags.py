@@ -1,5 +1,7 @@
 """Command-line flags: per-dataset defaults and explicit overrides."""
 
+import dataclasses
+
 from absl import flags as absl_flags
 from absl.testing import flagsaver
 import pytest
@@ -55,3 +57,11 @@ def test_explicit_flags_override_the_dataset_defaults():
 def test_unknown_schedule_is_rejected_by_the_parser():
   with pytest.raises(absl_flags.IllegalFlagValueError):
     _config("--lr_schedule=linear")
+
+
+def test_input_gate_scale_reaches_the_meta_learner(tmp_path):
+  from metalstm_tf import builder
+  config = dataclasses.replace(
+      _config("--dataset=sine", "--input_gate_scale=3"), logdir=str(tmp_path))
+  _, rule, _ = builder.build(config)
+  assert rule.input_gate_scale == 3.0
