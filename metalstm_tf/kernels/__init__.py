@@ -15,7 +15,6 @@ of the datasets: `$METALSTM_CACHE_DIR`, else `~/.cache/metalstm/cache`).
 
 import functools
 import hashlib
-import math
 import os
 import pathlib
 import platform
@@ -25,6 +24,8 @@ import tempfile
 
 from absl import logging
 import tensorflow as tf
+
+from metalstm_tf.preprocess import log_and_sign
 
 SOURCE = pathlib.Path(__file__).with_name("meta_lstm_cell.cc")
 DISABLE_ENV = "METALSTM_FUSED_KERNEL"
@@ -115,13 +116,11 @@ def _register_gradient(module):
 
     @tf.RegisterGradient("LogAndSign")
     def _log_and_sign_grad(op, upstream):
-      # d/dx of log|x| / p is 1 / (p x) where |x| >= e^-p (else the output is
-      # the constant -1); of clip(e^p x, -1, 1) it is e^p inside the clip.
-      x, p = op.inputs[0], op.get_attr("p")
-      big = tf.abs(x) >= math.exp(-p)
-      d_log = tf.where(big, upstream[0] / (p * tf.where(big, x, 1.0)), 0.0)
-      d_sign = tf.where(tf.abs(x) * math.exp(p) <= 1.0,
-                        upstream[1] * math.exp(p), 0.0)
-      return d_log + d_sign
+      # The gradient of the TensorFlow-ops function it replaces.
+      x = op.inputs[0]
+      with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = log_and_sign(x, op.get_attr("p"), axis=0)
+      return tape.gradient(y, x, output_gradients=upstream)
 
   _gradient_module = module

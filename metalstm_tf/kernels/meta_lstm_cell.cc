@@ -677,25 +677,31 @@ class LogAndSignOp : public OpKernel {
                 scale = static_cast<float>(std::exp(double{p_}));
     const Vec inv_p = Splat(1.f / p_), t = Splat(threshold),
               inf = Splat(std::numeric_limits<float>::infinity());
-    int64_t k = 0;
-    for (; k + kLanes <= n; k += kLanes) {
-      Vec v, ax;
-      std::memcpy(&v, in + k, sizeof(v));
-      ax = v < Splat(0.f) ? -v : v;
+    // The tail goes through a zero-padded vector, so that every element runs
+    // the same code; full vectors are copied with a constant size (inlined).
+    for (int64_t k = 0; k < n; k += kLanes) {
+      const bool full = k + kLanes <= n;
+      const size_t bytes = full ? sizeof(Vec) : (n - k) * sizeof(float);
+      Vec v = Splat(0.f);
+      if (full) {
+        std::memcpy(&v, in + k, sizeof(Vec));
+      } else {
+        std::memcpy(&v, in + k, bytes);
+      }
+      const Vec ax = v < Splat(0.f) ? -v : v;
       const VecI finite = ax < inf;  // false for inf and NaN
       const Vec lg = LogPositive(ax > t ? ax : t) * inv_p;
       const Vec f = ax >= t ? (finite ? lg : ax) : Splat(-1.f);
       Vec s = v * Splat(scale);
       s = s > Splat(1.f) ? Splat(1.f) : s;
       s = s < Splat(-1.f) ? Splat(-1.f) : s;  // NaN stays NaN
-      std::memcpy(first + k, &f, sizeof(f));
-      std::memcpy(second + k, &s, sizeof(s));
-    }
-    for (; k < n; ++k) {
-      const float v = in[k], ax = std::fabs(v);
-      first[k] = ax >= threshold ? (std::isfinite(ax) ? std::log(ax) / p_ : ax)
-                                 : -1.f;
-      second[k] = std::isnan(v) ? v : std::min(1.f, std::max(-1.f, v * scale));
+      if (full) {
+        std::memcpy(first + k, &f, sizeof(Vec));
+        std::memcpy(second + k, &s, sizeof(Vec));
+      } else {
+        std::memcpy(first + k, &f, bytes);
+        std::memcpy(second + k, &s, bytes);
+      }
     }
   }
 
