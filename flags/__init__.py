@@ -53,6 +53,11 @@ absl_flags.DEFINE_float("input_gate_scale", 1.0, "The meta cell subtracts "
                        "input_gate_scale * i_t * grad: the learned learning "
                        "rate ranges over (0, input_gate_scale). 1 is the "
                        "paper's cell.")
+absl_flags.DEFINE_bool("forget_toward_init", False, "The meta cell's forget "
+                       "gate decays the learner's parameters toward their "
+                       "meta-learned initialisation theta_0 instead of toward "
+                       "zero: theta_t = theta_0 + f_t * (theta_{t-1} - "
+                       "theta_0) - i_t * grad. Off: the paper's cell.")
 absl_flags.DEFINE_integer("filters", 32, "Channels of the Conv-4 learner.")
 absl_flags.DEFINE_bool("preprocess", None, "Log/sign-preprocess the loss and "
                        "gradient fed to the meta-learner; --nopreprocess "
@@ -118,6 +123,7 @@ def config_from_flags(f=FLAGS) -> TrainConfig:
       test_episodes=_default(f.test_episodes, 2000 if sine else 600),
       lr=f.lr, clip=f.clip, hidden_size=f.hidden_size, filters=f.filters,
       input_gate_scale=f.input_gate_scale,
+      forget_toward_init=f.forget_toward_init,
       # Sine: second order on raw inputs with a decaying rate measured best
       # (RESULTS.md); image datasets keep the paper's setting.
       lr_schedule=_default(f.lr_schedule, "cosine" if sine else "constant"),

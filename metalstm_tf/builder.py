@@ -27,6 +27,7 @@ def build(config: TrainConfig, data_dir=None, cache_dir=None,
     rule = MetaLSTM(task.learner.initial_theta(),
                     hidden_size=config.hidden_size,
                     input_gate_scale=config.input_gate_scale,
+                    forget_toward_init=config.forget_toward_init,
                     preprocess=config.preprocess, seed=config.seed)
   return task, rule, MetaTrainer(task, rule, config, strategy)
 

@@ -25,6 +25,9 @@ class TrainConfig:
     hidden_size: layer-1 hidden units of the meta-learner.
     input_gate_scale: upper end of the learned learning rate: the cell
       subtracts `input_gate_scale * i_t * grad` (1: the paper).
+    forget_toward_init: the forget gate decays the learner's parameters
+      toward the meta-learned initialisation instead of toward zero (False:
+      the paper).
     filters: channels of the Conv-4 learner.
     preprocess: log/sign preprocessing of the meta-learner's inputs.
     second_order: differentiate through the learner's gradients.
@@ -52,6 +55,7 @@ class TrainConfig:
   lr_schedule: str = "constant"
   hidden_size: int = 20
   input_gate_scale: float = 1.0
+  forget_toward_init: bool = False
   filters: int = 32
   preprocess: bool = True
   second_order: bool = False

@@ -35,5 +35,6 @@ def build(config):
   task = tasks.image_task(synthetic_splits(), config)
   rule = MetaLSTM(task.learner.initial_theta(), hidden_size=config.hidden_size,
                   preprocess=config.preprocess, seed=config.seed,
-                  input_gate_scale=config.input_gate_scale)
+                  input_gate_scale=config.input_gate_scale,
+                  forget_toward_init=config.forget_toward_init)
   return task, rule, MetaTrainer(task, rule, config)

@@ -197,3 +197,38 @@ def test_input_gate_scale_multiplies_the_learned_step(fused):
   assert not np.allclose(theta_4.numpy(), theta_1.numpy())
   with pytest.raises(ValueError, match="input_gate_scale must be positive"):
     MetaLSTM(theta, input_gate_scale=0.0)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_forget_toward_init_runs_the_cell_on_the_displacement(fused):
+  """--forget_toward_init: theta_t = theta_0 + f (theta_{t-1} - theta_0) -
+  i grad, with the gates computed from the displacement: the paper's cell on
+  theta - theta_0, shifted back by theta_0."""
+  learner = Conv4Learner(3, (16, 16, 1), filters=4, seed=0)
+  theta0 = learner.initial_theta()
+  rng = np.random.default_rng(1)
+  grad = tf.constant(rng.normal(size=theta0.shape), tf.float32)
+  delta = tf.constant(0.1 * rng.normal(size=theta0.shape), tf.float32)
+  paper = MetaLSTM(theta0, hidden_size=5, seed=0, fused=fused)
+  anchored = MetaLSTM(theta0, hidden_size=5, seed=0, fused=fused,
+                      forget_toward_init=True, input_gate_scale=2.0)
+  for rule in (paper, anchored):  # a strong pull, so the anchor shows
+    rule.b_forget.assign([-1.0])
+  paper.input_gate_scale = 2.0
+  loss = tf.constant(0.7)
+  want, want_state = paper.step(delta, grad, loss, paper.init_state(theta0))
+  got, got_state = anchored.step(theta0 + delta, grad, loss,
+                                 anchored.init_state(theta0))
+  np.testing.assert_allclose(got.numpy(), (theta0 + want).numpy(),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(got_state.f.numpy(), want_state.f.numpy(),
+                             rtol=1e-6)
+  # From theta_0 itself nothing decays: only the learned step moves it,
+  # where the paper's cell shrinks theta_0 by f (about 0.27 here).
+  got, state = anchored.step(theta0, grad, loss, anchored.init_state(theta0))
+  np.testing.assert_allclose(got.numpy(),
+                             (theta0 - 2.0 * state.i * grad).numpy(),
+                             rtol=1e-5, atol=1e-6)
+  shrunk, _ = paper.step(theta0, tf.zeros_like(grad), loss,
+                         paper.init_state(theta0))
+  assert np.abs(shrunk.numpy()).sum() < 0.5 * np.abs(theta0.numpy()).sum()

@@ -91,8 +91,9 @@ def test_test_split_writes_gate_figure(tmp_path):
   np.testing.assert_allclose(values.mean(), result["mean"], rtol=1e-5)
 
 
-def test_saved_model_runs_without_the_project(tmp_path):
-  config = tiny_config(tmp_path)
+@pytest.mark.parametrize("forget_toward_init", [False, True])
+def test_saved_model_runs_without_the_project(tmp_path, forget_toward_init):
+  config = tiny_config(tmp_path, forget_toward_init=forget_toward_init)
   task, rule, trainer = build(config)
   trainer.fit()
   path = export.export_saved_model(

@@ -57,16 +57,25 @@ class MetaLSTM(UpdateRule):
       input_gate_scale * i_t * grad_t`, so the learned learning rate ranges
       over (0, input_gate_scale); 1 is the paper's cell. The gates and their
       recurrent inputs stay sigmoids in (0, 1).
+    forget_toward_init: the forget gate decays the parameters toward this
+      episode's start, the meta-learned initialisation theta_0, instead of
+      toward zero: `theta_t = theta_0 + f_t * (theta_{t-1} - theta_0) -
+      input_gate_scale * i_t * grad_t`, and the gates see the displacement
+      `theta_{t-1} - theta_0` where the paper's cell feeds them `theta_{t-1}`.
+      It is the paper's cell run on the displacement, so a forget gate below
+      1 acts as a learned pull toward the prior instead of weight decay.
   """
 
   def __init__(self, initial_theta, hidden_size: int = 20,
                preprocess: bool = True, seed: int | None = None,
-               fused: bool = True, input_gate_scale: float = 1.0, **kwargs):
+               fused: bool = True, input_gate_scale: float = 1.0,
+               forget_toward_init: bool = False, **kwargs):
     super().__init__(initial_theta, **kwargs)
     if not input_gate_scale > 0:
       raise ValueError("input_gate_scale must be positive, got "
                        f"{input_gate_scale!r}.")
     self.input_gate_scale = float(input_gate_scale)
+    self.forget_toward_init = bool(forget_toward_init)
     self.hidden_size, self.preprocess, self.fused = (hidden_size, preprocess,
                                                      fused)
     in_size = 4 if preprocess else 2
@@ -136,6 +145,15 @@ class MetaLSTM(UpdateRule):
     return new_theta, MetaLSTMState(h=h, c=c, f=f, i=i)
 
   def step(self, theta, grad, loss, state: MetaLSTMState):
+    if not self.forget_toward_init:
+      return self._cell_step(theta, grad, loss, state)
+    anchor = self.initial_theta()
+    delta, state = self._cell_step(theta - anchor, grad, loss, state)
+    return anchor + delta, state
+
+  def _cell_step(self, theta, grad, loss, state: MetaLSTMState):
+    """Both layers on the cell state `theta` (the parameters, or their
+    displacement from theta_0 with `forget_toward_init`)."""
     module = kernels.meta_lstm_cell() if self.fused else None
     if module is not None:
       return self._fused_step(module, theta, grad, loss, state)
