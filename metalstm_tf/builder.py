@@ -24,12 +24,16 @@ def build(config: TrainConfig, data_dir=None, cache_dir=None,
   strategy = strategy or tf.distribute.get_strategy()
   task = build_task(config, data_dir, cache_dir)
   with strategy.scope():
-    rule = MetaLSTM(task.learner.initial_theta(),
-                    hidden_size=config.hidden_size,
-                    input_gate_scale=config.input_gate_scale,
-                    forget_toward_init=config.forget_toward_init,
-                    preprocess=config.preprocess, seed=config.seed)
+    rule = build_rule(config, task.learner.initial_theta())
   return task, rule, MetaTrainer(task, rule, config, strategy)
+
+
+def build_rule(config: TrainConfig, initial_theta) -> MetaLSTM:
+  """The meta-learner `config` describes, starting from `initial_theta`."""
+  return MetaLSTM(initial_theta, hidden_size=config.hidden_size,
+                  input_gate_scale=config.input_gate_scale,
+                  forget_toward_init=config.forget_toward_init,
+                  preprocess=config.preprocess, seed=config.seed)
 
 
 def make_strategy(num_replicas: int) -> tf.distribute.Strategy:

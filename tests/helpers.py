@@ -5,7 +5,6 @@ import numpy as np
 from data_prep.splits_data import SplitData
 from metalstm_tf import tasks
 from metalstm_tf.config import TrainConfig
-from metalstm_tf.update_rules import MetaLSTM
 
 
 def synthetic_splits(classes=10, per_class=20, size=16, seed=0):
@@ -31,10 +30,8 @@ def tiny_config(tmp_path, **overrides) -> TrainConfig:
 
 def build(config):
   """Task, rule and trainer on synthetic 16x16 data."""
+  from metalstm_tf.builder import build_rule
   from metalstm_tf.trainer import MetaTrainer
   task = tasks.image_task(synthetic_splits(), config)
-  rule = MetaLSTM(task.learner.initial_theta(), hidden_size=config.hidden_size,
-                  preprocess=config.preprocess, seed=config.seed,
-                  input_gate_scale=config.input_gate_scale,
-                  forget_toward_init=config.forget_toward_init)
+  rule = build_rule(config, task.learner.initial_theta())
   return task, rule, MetaTrainer(task, rule, config)

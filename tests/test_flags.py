@@ -66,9 +66,7 @@ def test_input_gate_scale_reaches_the_meta_learner(tmp_path):
   _, rule, _ = builder.build(config)
   assert rule.input_gate_scale == 3.0
   assert not rule.forget_toward_init
-  config = dataclasses.replace(_config("--forget_toward_init"),
-                               logdir=str(tmp_path))
-  assert config.forget_toward_init
+  assert _config("--forget_toward_init").forget_toward_init
   _, rule, _ = builder.build(dataclasses.replace(
       _config("--dataset=sine", "--forget_toward_init"), logdir=str(tmp_path)))
   assert rule.forget_toward_init

@@ -209,12 +209,12 @@ def test_forget_toward_init_runs_the_cell_on_the_displacement(fused):
   rng = np.random.default_rng(1)
   grad = tf.constant(rng.normal(size=theta0.shape), tf.float32)
   delta = tf.constant(0.1 * rng.normal(size=theta0.shape), tf.float32)
-  paper = MetaLSTM(theta0, hidden_size=5, seed=0, fused=fused)
+  paper = MetaLSTM(theta0, hidden_size=5, seed=0, fused=fused,
+                   input_gate_scale=2.0)
   anchored = MetaLSTM(theta0, hidden_size=5, seed=0, fused=fused,
                       forget_toward_init=True, input_gate_scale=2.0)
   for rule in (paper, anchored):  # a strong pull, so the anchor shows
     rule.b_forget.assign([-1.0])
-  paper.input_gate_scale = 2.0
   loss = tf.constant(0.7)
   want, want_state = paper.step(delta, grad, loss, paper.init_state(theta0))
   got, got_state = anchored.step(theta0 + delta, grad, loss,
