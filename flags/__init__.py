@@ -58,6 +58,11 @@ absl_flags.DEFINE_bool("forget_toward_init", False, "The meta cell's forget "
                        "meta-learned initialisation theta_0 instead of toward "
                        "zero: theta_t = theta_0 + f_t * (theta_{t-1} - "
                        "theta_0) - i_t * grad. Off: the paper's cell.")
+absl_flags.DEFINE_bool("per_parameter_lr", False, "Learn a positive "
+                       "step-size multiplier alpha for each learner parameter "
+                       "(Meta-SGD's per-parameter learning rate): the meta "
+                       "cell subtracts alpha * i_t * grad. Off: the paper's "
+                       "cell.")
 absl_flags.DEFINE_integer("filters", 32, "Channels of the Conv-4 learner.")
 absl_flags.DEFINE_bool("preprocess", None, "Log/sign-preprocess the loss and "
                        "gradient fed to the meta-learner; --nopreprocess "
@@ -124,6 +129,7 @@ def config_from_flags(f=FLAGS) -> TrainConfig:
       lr=f.lr, clip=f.clip, hidden_size=f.hidden_size, filters=f.filters,
       input_gate_scale=f.input_gate_scale,
       forget_toward_init=f.forget_toward_init,
+      per_parameter_lr=f.per_parameter_lr,
       # Sine: second order on raw inputs with a decaying rate measured best
       # (RESULTS.md); image datasets keep the paper's setting.
       lr_schedule=_default(f.lr_schedule, "cosine" if sine else "constant"),

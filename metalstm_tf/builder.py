@@ -33,6 +33,7 @@ def build_rule(config: TrainConfig, initial_theta) -> MetaLSTM:
   return MetaLSTM(initial_theta, hidden_size=config.hidden_size,
                   input_gate_scale=config.input_gate_scale,
                   forget_toward_init=config.forget_toward_init,
+                  per_parameter_lr=config.per_parameter_lr,
                   preprocess=config.preprocess, seed=config.seed)
 
 

@@ -28,6 +28,9 @@ class TrainConfig:
     forget_toward_init: the forget gate decays the learner's parameters
       toward the meta-learned initialisation instead of toward zero (False:
       the paper).
+    per_parameter_lr: learn a step-size multiplier for each learner
+      parameter (Meta-SGD's alpha) on top of the input gate (False: the
+      paper).
     filters: channels of the Conv-4 learner.
     preprocess: log/sign preprocessing of the meta-learner's inputs.
     second_order: differentiate through the learner's gradients.
@@ -56,6 +59,7 @@ class TrainConfig:
   hidden_size: int = 20
   input_gate_scale: float = 1.0
   forget_toward_init: bool = False
+  per_parameter_lr: bool = False
   filters: int = 32
   preprocess: bool = True
   second_order: bool = False

@@ -69,4 +69,8 @@ def test_input_gate_scale_reaches_the_meta_learner(tmp_path):
   assert _config("--forget_toward_init").forget_toward_init
   _, rule, _ = builder.build(dataclasses.replace(
       _config("--dataset=sine", "--forget_toward_init"), logdir=str(tmp_path)))
-  assert rule.forget_toward_init
+  assert rule.forget_toward_init and not rule.per_parameter_lr
+  _, rule, _ = builder.build(dataclasses.replace(
+      _config("--dataset=sine", "--per_parameter_lr"), logdir=str(tmp_path)))
+  assert rule.per_parameter_lr
+  assert rule.log_alpha.shape == (rule.num_params,)

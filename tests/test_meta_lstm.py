@@ -200,6 +200,42 @@ def test_input_gate_scale_multiplies_the_learned_step(fused):
 
 
 @pytest.mark.parametrize("fused", [False, True])
+def test_per_parameter_lr_scales_each_coordinates_step(fused):
+  """--per_parameter_lr: theta_t = f theta - s alpha i grad with a learned
+  alpha per parameter; the gates do not change, and the meta-gradient
+  reaches log_alpha (through the fused kernel's gradient as well)."""
+  learner = Conv4Learner(3, (16, 16, 1), filters=4, seed=0)
+  theta = learner.initial_theta()
+  rng = np.random.default_rng(2)
+  grad = tf.constant(rng.normal(size=theta.shape), tf.float32)
+  loss = tf.constant(0.7)
+  paper = MetaLSTM(theta, hidden_size=5, seed=0, fused=fused,
+                   input_gate_scale=2.0)
+  rule = MetaLSTM(theta, hidden_size=5, seed=0, fused=fused,
+                  input_gate_scale=2.0, per_parameter_lr=True)
+  assert rule.per_parameter_lr and not paper.per_parameter_lr
+  assert len(rule.trainable_weights) == len(paper.trainable_weights) + 1
+  np.testing.assert_array_equal(rule.log_alpha.numpy(), 0.0)
+  alpha = np.exp(rng.normal(size=theta.shape)).astype(np.float32)
+  rule.log_alpha.assign(np.log(alpha))
+  want, want_state = paper.step(theta, grad, loss, paper.init_state(theta))
+  with tf.GradientTape() as tape:
+    got, got_state = rule.step(theta, grad, loss, rule.init_state(theta))
+    objective = tf.reduce_sum(got * tf.range(theta.shape[0], dtype=tf.float32))
+  np.testing.assert_array_equal(got_state.i.numpy(), want_state.i.numpy())
+  np.testing.assert_allclose(
+      got.numpy(), (want_state.f * theta -
+                    2.0 * alpha * want_state.i * grad).numpy(),
+      rtol=1e-5, atol=1e-6)
+  # d objective / d log_alpha_k = -k * 2 alpha_k i_k grad_k.
+  d_log_alpha = tape.gradient(objective, rule.log_alpha)
+  np.testing.assert_allclose(
+      d_log_alpha.numpy(),
+      -np.arange(theta.shape[0]) * 2.0 * alpha * (want_state.i * grad).numpy(),
+      rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("fused", [False, True])
 def test_forget_toward_init_runs_the_cell_on_the_displacement(fused):
   """--forget_toward_init: theta_t = theta_0 + f (theta_{t-1} - theta_0) -
   i grad, with the gates computed from the displacement: the paper's cell on

@@ -91,11 +91,15 @@ def test_test_split_writes_gate_figure(tmp_path):
   np.testing.assert_allclose(values.mean(), result["mean"], rtol=1e-5)
 
 
-@pytest.mark.parametrize("forget_toward_init", [False, True])
-def test_saved_model_runs_without_the_project(tmp_path, forget_toward_init):
-  config = tiny_config(tmp_path, forget_toward_init=forget_toward_init)
+@pytest.mark.parametrize("options", [
+    {}, {"forget_toward_init": True, "per_parameter_lr": True}])
+def test_saved_model_runs_without_the_project(tmp_path, options):
+  config = tiny_config(tmp_path, **options)
   task, rule, trainer = build(config)
   trainer.fit()
+  if rule.per_parameter_lr:  # step sizes far from their initial 1
+    rule.log_alpha.assign(np.random.default_rng(0).normal(
+        size=rule.log_alpha.shape).astype(np.float32))
   path = export.export_saved_model(
       tmp_path / "sm", task.learner, rule, config.inner_steps,
       config.inner_batch_size, config.way * config.shot,

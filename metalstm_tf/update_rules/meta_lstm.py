@@ -64,18 +64,31 @@ class MetaLSTM(UpdateRule):
       `theta_{t-1} - theta_0` where the paper's cell feeds them `theta_{t-1}`.
       It is the paper's cell run on the displacement, so a forget gate below
       1 acts as a learned pull toward the prior instead of weight decay.
+    per_parameter_lr: learn a positive step-size multiplier `alpha` for each
+      of the P learner parameters (Meta-SGD's per-parameter learning rate,
+      stored as `log_alpha`, initially 0): the step subtracts
+      `input_gate_scale * alpha * i_t * grad_t`. The shared gates cannot tell
+      one coordinate from another except by its value, gradient and loss;
+      `alpha` lets the learned step size differ by parameter (a layer's
+      biases from its weights, say), like c_0 it is one number per
+      parameter and makes no assumption about the learner.
   """
 
   def __init__(self, initial_theta, hidden_size: int = 20,
                preprocess: bool = True, seed: int | None = None,
                fused: bool = True, input_gate_scale: float = 1.0,
-               forget_toward_init: bool = False, **kwargs):
+               forget_toward_init: bool = False,
+               per_parameter_lr: bool = False, **kwargs):
     super().__init__(initial_theta, **kwargs)
     if not input_gate_scale > 0:
       raise ValueError("input_gate_scale must be positive, got "
                        f"{input_gate_scale!r}.")
     self.input_gate_scale = float(input_gate_scale)
     self.forget_toward_init = bool(forget_toward_init)
+    self.log_alpha = None
+    if per_parameter_lr:
+      self.log_alpha = self.add_weight(shape=(self.num_params,),
+                                       initializer="zeros", name="log_alpha")
     self.hidden_size, self.preprocess, self.fused = (hidden_size, preprocess,
                                                      fused)
     in_size = 4 if preprocess else 2
@@ -121,11 +134,22 @@ class MetaLSTM(UpdateRule):
       return log_and_sign(loss), log_and_sign(grad, axis=0)
     return loss[None], grad[None, :]
 
+  @property
+  def per_parameter_lr(self) -> bool:
+    return self.log_alpha is not None
+
+  def step_scale(self) -> tf.Tensor | None:
+    """`input_gate_scale * alpha`, `[P]`, or None with neither option."""
+    if self.log_alpha is None:
+      return None if self.input_gate_scale == 1.0 else tf.constant(
+          self.input_gate_scale)
+    return self.input_gate_scale * tf.exp(self.log_alpha)
+
   def _cell_grad(self, grad):
-    """The gradient the cell subtracts, scaled by `input_gate_scale`."""
-    if self.input_gate_scale == 1.0:
-      return grad
-    return grad * self.input_gate_scale
+    """The gradient the cell subtracts, scaled by `input_gate_scale` and,
+    with `per_parameter_lr`, by each parameter's `alpha`."""
+    scale = self.step_scale()
+    return grad if scale is None else grad * scale
 
   def _fused_step(self, module, theta, grad, loss, state: MetaLSTMState):
     """Both layers as one fused kernel call."""
