@@ -308,7 +308,9 @@ class MetaTrainer:
             running[k] = (v if k not in running else
                           0.95 * running[k] + 0.05 * v)
         if after // 10 != before // 10 or after >= stop:
-          self._write_train_summaries(after, stats)
+          self._write_train_summaries(
+              after, stats, histograms=after // 100 != before // 100 or
+              after >= stop)
         if on_progress is not None:
           on_progress(after, c.episodes,
                       dict(running, seconds=time.time() - t0,
@@ -328,7 +330,11 @@ class MetaTrainer:
       self.validate()
     self.save()
 
-  def _write_train_summaries(self, step: int, stats: dict) -> None:
+  def _write_train_summaries(self, step: int, stats: dict,
+                             histograms: bool) -> None:
+    """Scalars; with `histograms` also the last step's gates and, with
+    `per_parameter_lr`, each learner layer's step-size multipliers alpha
+    (a histogram and the mean, `alpha/<layer>`)."""
     with self.writer("train").as_default(step=step):
       tf.summary.scalar("loss", stats["loss"])
       tf.summary.scalar(self.task.metric,
@@ -338,8 +344,14 @@ class MetaTrainer:
       for name in ("input_gate", "forget_gate"):
         if f"{name}_mean" in stats:
           tf.summary.scalar(f"{name}/mean", stats[f"{name}_mean"])
-          if step % 100 == 0:
+          if histograms:
             tf.summary.histogram(f"{name}/last_step", stats[f"{name}_last"])
+      if histograms and getattr(self.rule, "per_parameter_lr", False):
+        alpha = tf.exp(tf.convert_to_tensor(self.rule.log_alpha))
+        for name, (start, stop) in self.learner.layout.offsets().items():
+          tf.summary.histogram(f"alpha/{name}", alpha[start:stop])
+          tf.summary.scalar(f"alpha/{name}/mean",
+                            tf.reduce_mean(alpha[start:stop]))
 
   def current_lr(self) -> float:
     """The learning rate of the next meta-update."""

@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.util import event_pb2
 
 from conftest import REPO
 from helpers import build, tiny_config
@@ -277,3 +278,28 @@ def test_running_stats_skip_a_non_finite_episode(tmp_path):
   assert len(seen) == 6
   assert all(np.isfinite(s["loss"]) and np.isfinite(s["metric"])
              for s in seen)
+
+
+def test_per_parameter_lr_is_learned_and_logged_per_layer(tmp_path):
+  """--per_parameter_lr: the meta-gradient moves every layer's alpha off its
+  initial 1, and TensorBoard gets each layer's alpha (histogram and mean)."""
+  config = tiny_config(tmp_path, per_parameter_lr=True)
+  task, rule, trainer = build(config)
+  trainer.fit()
+  alpha = np.exp(rule.log_alpha.numpy())
+  offsets = task.learner.layout.offsets()
+  moved = {name.split("/")[-1]: bool(np.abs(alpha[a:b] - 1.0).max() > 1e-4)
+           for name, (a, b) in offsets.items()}
+  # A conv bias feeding training-mode batch norm has a zero gradient, so its
+  # step (and alpha's meta-gradient) is zero: only those stay at 1.
+  assert moved == {name: not re.fullmatch(r"conv\d_bias", name)
+                   for name in moved}
+  tags = {}
+  for path in (tmp_path / "run" / "train").glob("events*"):
+    for record in tf.data.TFRecordDataset(str(path)):
+      event = event_pb2.Event.FromString(record.numpy())
+      for value in event.summary.value:
+        tags[value.tag] = event.step
+  for name, (start, stop) in offsets.items():
+    assert tags.get(f"alpha/{name}") == config.episodes
+    assert tags.get(f"alpha/{name}/mean") == config.episodes
