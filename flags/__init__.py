@@ -63,6 +63,12 @@ absl_flags.DEFINE_bool("per_parameter_lr", False, "Learn a positive "
                        "(Meta-SGD's per-parameter learning rate): the meta "
                        "cell subtracts alpha * i_t * grad. Off: the paper's "
                        "cell.")
+absl_flags.DEFINE_integer("multi_step_loss_episodes", 0, "For this many "
+                          "episodes the meta-objective is MAML++'s multi-step "
+                          "loss: the query losses after every inner step, "
+                          "weighted uniformly at first and annealed linearly "
+                          "to the last step alone. 0: the paper's final-step "
+                          "loss throughout.")
 absl_flags.DEFINE_integer("filters", 32, "Channels of the Conv-4 learner.")
 absl_flags.DEFINE_bool("preprocess", None, "Log/sign-preprocess the loss and "
                        "gradient fed to the meta-learner; --nopreprocess "
@@ -130,6 +136,7 @@ def config_from_flags(f=FLAGS) -> TrainConfig:
       input_gate_scale=f.input_gate_scale,
       forget_toward_init=f.forget_toward_init,
       per_parameter_lr=f.per_parameter_lr,
+      multi_step_loss_episodes=f.multi_step_loss_episodes,
       # Sine: second order on raw inputs with a decaying rate measured best
       # (RESULTS.md); image datasets keep the paper's setting.
       lr_schedule=_default(f.lr_schedule, "cosine" if sine else "constant"),

@@ -31,6 +31,10 @@ class TrainConfig:
     per_parameter_lr: learn a step-size multiplier for each learner
       parameter (Meta-SGD's alpha) on top of the input gate (False: the
       paper).
+    multi_step_loss_episodes: for this many episodes the meta-objective is
+      MAML++'s multi-step loss, the query losses after every inner step with
+      weights annealed from uniform to the last step alone
+      (`trainer.multi_step_weights`); 0: the paper's final-step loss.
     filters: channels of the Conv-4 learner.
     preprocess: log/sign preprocessing of the meta-learner's inputs.
     second_order: differentiate through the learner's gradients.
@@ -60,6 +64,7 @@ class TrainConfig:
   input_gate_scale: float = 1.0
   forget_toward_init: bool = False
   per_parameter_lr: bool = False
+  multi_step_loss_episodes: int = 0
   filters: int = 32
   preprocess: bool = True
   second_order: bool = False
@@ -86,6 +91,11 @@ class TrainConfig:
     if not self.input_gate_scale > 0:
       raise ValueError("--input_gate_scale must be positive, got "
                        f"{self.input_gate_scale!r}. 1 is the paper's cell.")
+    if (not isinstance(self.multi_step_loss_episodes, int) or
+        self.multi_step_loss_episodes < 0):
+      raise ValueError("--multi_step_loss_episodes must be 0 (off) or a "
+                       "positive number of episodes, got "
+                       f"{self.multi_step_loss_episodes!r}.")
     if self.lr_schedule not in LR_SCHEDULES:
       raise ValueError(f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}"
                        f", got {self.lr_schedule!r}.")

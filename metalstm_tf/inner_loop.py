@@ -26,10 +26,13 @@ class AdaptResult(NamedTuple):
     gates: gate name -> list of `num_steps` `[P]` values, one per step (empty
       if the rule has none; a list, so that callers that need a summary of
       them need not copy them into one `[num_steps, P]` tensor).
+    trajectory: the parameters after each step, `num_steps` `[P]` tensors
+      (the last is `theta`), if `adapt` was asked for them; else empty.
   """
   theta: tf.Tensor
   support_losses: tf.Tensor
   gates: dict
+  trajectory: list
 
 
 def inner_batches(num_support: int, batch_size: int, num_steps: int):
@@ -51,7 +54,8 @@ def inner_batches(num_support: int, batch_size: int, num_steps: int):
 
 def adapt(learner: Learner, rule: UpdateRule, support_x: tf.Tensor,
           support_y: tf.Tensor, num_steps: int, batch_size: int,
-          second_order: bool = False) -> AdaptResult:
+          second_order: bool = False,
+          keep_trajectory: bool = False) -> AdaptResult:
   """Runs `num_steps` updates of `rule` on the support set.
 
   Args:
@@ -62,11 +66,12 @@ def adapt(learner: Learner, rule: UpdateRule, support_x: tf.Tensor,
     num_steps: inner updates (an unrolled Python loop: static, XLA-friendly).
     batch_size: examples per inner update.
     second_order: differentiate through the learner's gradients.
+    keep_trajectory: also return the parameters after every step.
   """
   n = int(support_x.shape[0])
   theta = rule.initial_theta()
   state = rule.init_state(theta)
-  losses, gates = [], {}
+  losses, gates, trajectory = [], {}, []
   for start, stop in inner_batches(n, batch_size, num_steps):
     x, y = support_x[start:stop], support_y[start:stop]
     with tf.GradientTape() as tape:
@@ -77,7 +82,9 @@ def adapt(learner: Learner, rule: UpdateRule, support_x: tf.Tensor,
       grad, loss = tf.stop_gradient(grad), tf.stop_gradient(loss)
     theta, state = rule.step(theta, grad, loss, state)
     losses.append(loss)
+    if keep_trajectory:
+      trajectory.append(theta)
     for name, value in rule.gates(state).items():
       gates.setdefault(name, []).append(value)
   return AdaptResult(theta=theta, support_losses=tf.stack(losses),
-                     gates=gates)
+                     gates=gates, trajectory=trajectory)

@@ -3,7 +3,9 @@
 The outer step: adapt the learner on each episode's support set with the
 update rule (`inner_loop.adapt`, recorded by an outer `tf.GradientTape`),
 take the query loss of the adapted learner, average over the meta-batch, clip
-the meta-gradient by global norm and apply Adam.
+the meta-gradient by global norm and apply Adam. With a multi-step loss the
+objective is, for the first episodes, a weighted mean of the query losses
+after every inner step (`multi_step_weights`).
 
 Everything a user trained survives interruption: checkpoints (meta-parameters,
 optimizer state, episode counter, best validation score) are written every
@@ -50,6 +52,21 @@ def learning_rate(config: TrainConfig):
     updates = -(-config.episodes // config.meta_batch_size)
     return keras.optimizers.schedules.CosineDecay(config.lr, updates)
   return config.lr
+
+
+def multi_step_weights(episode, anneal_episodes: int,
+                       num_steps: int) -> tf.Tensor:
+  """`[num_steps]` weights of the query losses after each inner step.
+
+  MAML++'s multi-step loss (Antoniou et al. 2019), annealed linearly: at
+  episode 0 every step weighs 1/num_steps; the intermediate steps' weights
+  fall to 0 and the last step's rises to 1 by episode `anneal_episodes`,
+  after which the objective is the paper's final-step query loss.
+  """
+  progress = tf.minimum(
+      tf.cast(episode, tf.float32) / float(anneal_episodes), 1.0)
+  last = tf.one_hot(num_steps - 1, num_steps)
+  return (1.0 - progress) / num_steps + progress * last
 
 
 class MetaTrainer:
@@ -110,10 +127,11 @@ class MetaTrainer:
       return self.rule.standard_ops()
     return contextlib.nullcontext()
 
-  def _adapt(self, support_x, support_y):
+  def _adapt(self, support_x, support_y, keep_trajectory=False):
     c = self.config
     return inner_loop.adapt(self.learner, self.rule, support_x, support_y,
-                            c.inner_steps, c.inner_batch_size, c.second_order)
+                            c.inner_steps, c.inner_batch_size, c.second_order,
+                            keep_trajectory)
 
   def episode_loss(self, episode: Episode):
     """Query loss, query metric and adaptation result of one episode."""
@@ -122,21 +140,42 @@ class MetaTrainer:
     return (self.learner.loss(outputs, episode.query_labels),
             self.learner.metric(outputs, episode.query_labels), result)
 
+  def _training_objective(self, episode: Episode):
+    """(objective, final query loss, query metric, adaptation result) of one
+    training episode: the objective is the final query loss, or while the
+    multi-step loss lasts the weighted mean of every step's query loss."""
+    anneal = self.config.multi_step_loss_episodes
+    if not anneal:
+      loss, metric, result = self.episode_loss(episode)
+      return loss, loss, metric, result
+    result = self._adapt(episode.support_images, episode.support_labels,
+                         keep_trajectory=True)
+    losses = []
+    for theta in result.trajectory:
+      outputs = self.learner.apply_theta(theta, episode.query_images)
+      losses.append(self.learner.loss(outputs, episode.query_labels))
+    weights = multi_step_weights(self.episode, anneal, len(losses))
+    objective = tf.reduce_sum(weights * tf.stack(losses))
+    return (objective, losses[-1],
+            self.learner.metric(outputs, episode.query_labels), result)
+
   def _meta_gradients_impl(self, batch: Episode):
     """Meta-gradients averaged over a meta-batch `[B, ...]` of episodes."""
     variables = self.rule.trainable_variables
     size = int(batch.support_images.shape[0])
     with self._ops(), tf.GradientTape() as tape:
-      losses, metrics, gates = [], [], {}
+      objectives, losses, metrics, gates = [], [], [], {}
       for b in range(size):
-        loss, metric, result = self.episode_loss(
+        objective, loss, metric, result = self._training_objective(
             tf.nest.map_structure(lambda t: t[b], batch))
+        objectives.append(objective)
         losses.append(loss)
         metrics.append(metric)
         gates = result.gates
-      loss = tf.add_n(losses) / size
-    grads = tape.gradient(loss, variables)
-    stats = {"loss": loss, "metric": tf.add_n(metrics) / size}
+      objective = tf.add_n(objectives) / size
+    grads = tape.gradient(objective, variables)
+    stats = {"loss": tf.add_n(losses) / size,
+             "metric": tf.add_n(metrics) / size}
     for name, values in gates.items():  # steps x [P] of the last episode.
       stats[f"{name}_mean"] = _mean_over_steps(values)
       stats[f"{name}_last"] = values[-1]

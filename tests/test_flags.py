@@ -52,6 +52,10 @@ def test_explicit_flags_override_the_dataset_defaults():
   assert _config("--input_gate_scale=5").input_gate_scale == 5.0
   with pytest.raises(ValueError, match="--input_gate_scale must be positive"):
     _config("--input_gate_scale=-1")
+  assert c.multi_step_loss_episodes == 0
+  assert _config("--multi_step_loss_episodes=500").multi_step_loss_episodes == 500
+  with pytest.raises(ValueError, match="--multi_step_loss_episodes must be"):
+    _config("--multi_step_loss_episodes=-1")
 
 
 def test_unknown_schedule_is_rejected_by_the_parser():

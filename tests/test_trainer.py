@@ -14,7 +14,7 @@ from tensorflow.core.util import event_pb2
 
 from conftest import REPO
 from helpers import build, tiny_config
-from metalstm_tf import export
+from metalstm_tf import export, inner_loop
 
 
 def _weights(rule):
@@ -303,3 +303,49 @@ def test_per_parameter_lr_is_learned_and_logged_per_layer(tmp_path):
   for name, (start, stop) in offsets.items():
     assert tags.get(f"alpha/{name}") == config.episodes
     assert tags.get(f"alpha/{name}/mean") == config.episodes
+
+
+def test_multi_step_weights_anneal_to_the_last_step():
+  from metalstm_tf.trainer import multi_step_weights
+  np.testing.assert_allclose(multi_step_weights(0, 100, 4).numpy(), 0.25)
+  np.testing.assert_allclose(multi_step_weights(50, 100, 4).numpy(),
+                             [0.125, 0.125, 0.125, 0.625])
+  for episode in (100, 250):
+    np.testing.assert_array_equal(multi_step_weights(episode, 100, 4).numpy(),
+                                  [0, 0, 0, 1])
+
+
+@pytest.mark.parametrize("episode", [0, 6])
+def test_multi_step_loss_is_the_weighted_query_loss_of_every_step(
+    tmp_path, episode):
+  """--multi_step_loss_episodes=4: the meta-gradient of a fresh run is that
+  of the mean query loss over the inner steps; past 4 episodes it is the
+  paper's (final step only)."""
+  config = tiny_config(tmp_path, multi_step_loss_episodes=4,
+                       second_order=True)
+  task, rule, trainer = build(config)
+  trainer.episode.assign(episode)
+  batch = next(iter(task.train_dataset(0)))
+  grads, stats = trainer._meta_gradients(batch)
+  ep = tf.nest.map_structure(lambda t: t[0], batch)
+  with tf.GradientTape(persistent=True) as tape:
+    result = inner_loop.adapt(task.learner, rule, ep.support_images,
+                              ep.support_labels, config.inner_steps,
+                              config.inner_batch_size, second_order=True,
+                              keep_trajectory=True)
+    losses = [task.learner.loss(task.learner.apply_theta(
+        theta, ep.query_images), ep.query_labels)
+              for theta in result.trajectory]
+    objective = tf.add_n(losses) / len(losses) if episode == 0 else losses[-1]
+  want = tape.gradient(objective, rule.trainable_variables)
+  np.testing.assert_allclose(float(stats["loss"]), float(losses[-1]),
+                             rtol=1e-5)
+  assert len(result.trajectory) == config.inner_steps
+  np.testing.assert_array_equal(result.trajectory[-1].numpy(),
+                                result.theta.numpy())
+  for g, w in zip(grads, want):
+    np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-4, atol=1e-6)
+  if episode == 0:  # which is not the final-step gradient
+    final = tape.gradient(losses[-1], rule.trainable_variables)
+    assert max(float(tf.reduce_max(tf.abs(g - f)))
+               for g, f in zip(grads, final)) > 1e-4
