@@ -1,5 +1,6 @@
 """Sine-wave regression: task sampler, MLP learner, a short meta-training."""
 
+import os
 import re
 import signal
 import subprocess
@@ -16,6 +17,16 @@ from helpers import tiny_config
 from metalstm_tf import builder, sine
 from metalstm_tf.learners import MLPLearner
 from metalstm_tf.sampling import episode_rng
+
+
+def _with_repo_on_path():
+  """The environment for a script under benchmarks/: the repository on
+  PYTHONPATH, so it imports this checkout's metalstm_tf whether or not (or
+  wherever) the package is installed."""
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(
+      p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+  return env
 
 
 def test_task_ranges_and_reproducibility():
@@ -137,7 +148,8 @@ def test_interrupted_command_saves_and_resumes(tmp_path, sig):
   moved = (tmp_path / "run").rename(tmp_path / "moved")  # users move runs
   analysis = subprocess.run(
       [sys.executable, "benchmarks/sine_errors.py", f"--logdir={moved}"],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
+      cwd=REPO, capture_output=True, text=True, timeout=300,
+      env=_with_repo_on_path())
   assert analysis.returncode == 0, analysis.stderr[-3000:]
   mean = float(re.search(r"query MSE: mean (\S+)", analysis.stdout).group(1))
   assert mean == pytest.approx(reported, rel=1e-3, abs=1e-5)
