@@ -73,9 +73,25 @@ def export(config, task, rule, logdir):
   logging.info("Exported the SavedModel to %s.", path)
 
 
-def _interrupt(signum, frame):
-  del signum, frame
-  raise KeyboardInterrupt
+class _StopRequest:
+  """Signal handler: the first SIGINT/SIGTERM asks the trainer to stop at
+  the next meta-update boundary (it then saves and exits with 130); a second
+  one stops at once, keeping the last checkpoint."""
+
+  def __init__(self):
+    self.requested = False
+
+  def __call__(self, signum=None, frame=None):
+    del frame
+    if signum is None:  # polled by the trainer
+      return self.requested
+    if self.requested:
+      raise KeyboardInterrupt
+    self.requested = True
+    logging.warning("Stopping after the current meta-update (send the "
+                    "signal again to stop at once, keeping the last "
+                    "checkpoint).")
+    return True
 
 
 def main(argv):
@@ -106,12 +122,17 @@ def main(argv):
     # `kill` (SIGTERM) stops a run like Ctrl-C: checkpoint, then exit. SIGINT
     # gets the same handler explicitly, because a shell starts background
     # jobs with SIGINT ignored, and then `kill -INT` would be lost.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    stop = _StopRequest()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
-      trainer.fit(on_progress=ProgressBar(task.metric, task.report_scale))
+      trainer.fit(on_progress=ProgressBar(task.metric, task.report_scale),
+                  stop_requested=stop)
     except KeyboardInterrupt:
       return 130  # The trainer saved a checkpoint and said how to resume.
+    finally:  # Testing and export stop at once again.
+      signal.signal(signal.SIGTERM, signal.SIG_DFL)
+      signal.signal(signal.SIGINT, signal.default_int_handler)
   try:
     trainer.restore_best()
   except FileNotFoundError as e:

@@ -307,7 +307,8 @@ class MetaTrainer:
     return self.manager.save(checkpoint_number=int(self.episode.numpy()))
 
   def fit(self, on_progress: Callable[[int, int, dict], None] | None = None,
-          max_episodes: int | None = None) -> None:
+          max_episodes: int | None = None,
+          stop_requested: Callable[[], bool] | None = None) -> None:
     """Meta-trains until `config.episodes` (resuming if possible).
 
     Args:
@@ -315,6 +316,15 @@ class MetaTrainer:
         running stats); the command line draws its progress bar with it.
       max_episodes: stop after this many episodes in this call (the run can
         be continued later), e.g. to simulate an interruption in tests.
+      stop_requested: polled between meta-updates (after the previous one's
+        validation and checkpoint); when it returns True the trainer saves a
+        checkpoint and raises KeyboardInterrupt. The command line's signal
+        handlers set it, so that a checkpoint written on Ctrl-C or SIGTERM
+        always pairs a meta-update with its episode counter.
+
+    A KeyboardInterrupt raised from `on_progress` (after a meta-update and
+    its counter) also saves; one raised inside a meta-update (before its
+    counter advanced) does not, and the last checkpoint is kept instead.
     """
     c = self.config
     self.restore_latest()
@@ -328,11 +338,15 @@ class MetaTrainer:
                  c.episodes)
     running, t0, skipped = {}, time.time(), 0
     dataset = self.distribute(self.task.train_dataset(start))
+    consistent = True  # the counter matches the applied meta-updates
     try:
       for batch in dataset:
         before = int(self.episode.numpy())
         if before >= stop:
           break
+        if stop_requested is not None and stop_requested():
+          raise KeyboardInterrupt
+        consistent = False
         stats = self.train_step(batch)
         if int(stats["skipped"]):
           skipped += 1
@@ -341,6 +355,7 @@ class MetaTrainer:
               "zeroed (%d so far).", 60, before, skipped)
         after = before + c.meta_batch_size
         self.episode.assign(after)
+        consistent = True
         for k in ("loss", "metric"):
           v = float(stats[k])
           if math.isfinite(v):  # one diverged episode must not stick as NaN.
@@ -359,6 +374,13 @@ class MetaTrainer:
         if after // c.checkpoint_every != before // c.checkpoint_every:
           self.save()
     except KeyboardInterrupt:
+      if not consistent:
+        logging.warning(
+            "Interrupted inside the meta-update of episode %d: not saved "
+            "(the checkpoint would not match its episode counter); run the "
+            "same command again to resume from %s.", int(self.episode.numpy()),
+            self.manager.latest_checkpoint)
+        raise
       path = self.save()
       logging.warning("Interrupted: saved %s; run the same command again "
                       "to resume.", path)
