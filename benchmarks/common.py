@@ -7,6 +7,7 @@ time, its first training episodes, and the median-of-rounds timing loop.
 import statistics
 import time
 
+import metalstm_tf  # noqa: F401  (before TensorFlow: its CPU-kernel setting)
 import tensorflow as tf
 
 from metalstm_tf import builder

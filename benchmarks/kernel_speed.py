@@ -13,6 +13,7 @@ end-to-end figure.
 from absl import app
 from absl import flags
 import numpy as np
+import metalstm_tf  # noqa: F401  (before TensorFlow: its CPU-kernel setting)
 import tensorflow as tf
 
 from metalstm_tf import kernels

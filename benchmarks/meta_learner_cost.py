@@ -18,6 +18,7 @@ import time
 from absl import app
 from absl import flags
 import numpy as np
+import metalstm_tf  # noqa: F401  (before TensorFlow: its CPU-kernel setting)
 import tensorflow as tf
 
 from metalstm_tf.update_rules import MetaLSTM

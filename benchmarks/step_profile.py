@@ -18,6 +18,7 @@ import time
 
 from absl import app
 from absl import flags
+import metalstm_tf  # noqa: F401  (before TensorFlow: its CPU-kernel setting)
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 

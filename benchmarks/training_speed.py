@@ -17,6 +17,7 @@ import resource
 
 from absl import app
 from absl import flags
+import metalstm_tf  # noqa: F401  (before TensorFlow: its CPU-kernel setting)
 import tensorflow as tf
 
 import common

@@ -6,7 +6,9 @@ tape. First order (the paper): the loss and gradient fed to the update rule are
 wrapped in `tf.stop_gradient`, so the meta-gradient flows only along the
 parameter (cell-state) path and through the gates. Second order
 (004_1039c1b988ad2642): they are not, and the outer tape differentiates
-through the inner gradient computation as well.
+through the inner gradient computation as well. In first order the learner's
+support passes run on `tf.stop_gradient(theta)`, which gives the same loss and
+gradient values and keeps the passes off the outer tape entirely.
 """
 
 from typing import NamedTuple
@@ -74,12 +76,13 @@ def adapt(learner: Learner, rule: UpdateRule, support_x: tf.Tensor,
   losses, gates, trajectory = [], {}, []
   for start, stop in inner_batches(n, batch_size, num_steps):
     x, y = support_x[start:stop], support_y[start:stop]
+    # First order: the pass sees a copy of theta cut from the meta-parameters,
+    # so the outer tape records none of it (nor holds its activations).
+    theta_in = theta if second_order else tf.stop_gradient(theta)
     with tf.GradientTape() as tape:
-      tape.watch(theta)
-      loss = learner.loss(learner.apply_theta(theta, x), y)
-    grad = tape.gradient(loss, theta)
-    if not second_order:
-      grad, loss = tf.stop_gradient(grad), tf.stop_gradient(loss)
+      tape.watch(theta_in)
+      loss = learner.loss(learner.apply_theta(theta_in, x), y)
+    grad = tape.gradient(loss, theta_in)
     theta, state = rule.step(theta, grad, loss, state)
     losses.append(loss)
     if keep_trajectory:

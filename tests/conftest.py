@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import metalstm_tf  # noqa: E402,F401  (before TensorFlow: its CPU-kernel setting)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 REAL_DATA = pathlib.Path(os.environ.get(
