@@ -1,17 +1,22 @@
-"""Meta-train, test and export the Meta-Learner LSTM.
+"""Meta-train, test and export a few-shot learner (default: the
+Meta-Learner LSTM).
 
-  python main.py --dataset=omniglot --shots=1
+  python main.py --dataset=omniglot --shots=1 [--method=NAME]
 
 trains (resuming from the last checkpoint if the run was interrupted),
 validates every --val_every episodes keeping the best model, tests it on
 --test_episodes episodes, writes TensorBoard logs under --logdir and exports
-a SavedModel to <logdir>/saved_model. The last line printed is
+a SavedModel to <logdir>/saved_model. Training records the run's complete
+configuration in <logdir>/config.json; resuming, --mode=test and
+--mode=export read it back, so a run is always evaluated as it was trained.
+The last line printed is
 
   RESULT dataset=... ways=... shots=... split=test metric=... mean=... ci95=... episodes=...
 """
 
 import json
 import math
+import pathlib
 import signal
 import sys
 import time
@@ -58,16 +63,15 @@ def result_line(config, metric: str, split: str, result: dict) -> str:
   return (f"RESULT dataset={config.dataset} ways={config.way} "
           f"shots={config.shot} split={split} metric={metric} "
           f"mean={result['mean']:.{digits}f} ci95={result['ci95']:.{digits}f} "
-          f"episodes={result['episodes']}")
+          f"episodes={result['episodes']} method={config.method}")
 
 
-def export(config, task, rule, logdir):
+def export(config, task, method, logdir):
   from metalstm_tf import export as export_lib
   import tensorflow as tf
   input_shape = task.learner.example_shape
   path = export_lib.export_saved_model(
-      logdir / "saved_model", task.learner, rule, config.inner_steps,
-      config.inner_batch_size, config.way * config.shot, input_shape,
+      logdir / "saved_model", method, config.way * config.shot, input_shape,
       label_dtype=tf.int32 if task.metric == "accuracy" else tf.float32,
       label_shape=() if task.metric == "accuracy" else (1,))
   logging.info("Exported the SavedModel to %s.", path)
@@ -100,24 +104,36 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   import keras
   import data_prep
+  from data_prep.cache import atomic_write_text
+  from metalstm_tf.config import TrainConfig
+  mode = FLAGS.mode
+  record = pathlib.Path(metalstm_flags.default_logdir()) / "config.json"
   try:
-    config = metalstm_flags.config_from_flags()
+    stored = (TrainConfig.from_dict(json.loads(record.read_text()))
+              if record.is_file() else None)
+    if stored is None and mode != "train":
+      sys.stderr.write(f"error: No trained run in {record.parent}: "
+                       f"{record.name} is missing. Train first (--mode=train) "
+                       "or give the run's --logdir.\n")
+      return 1
+    config = metalstm_flags.config_from_flags(stored=stored)
   except ValueError as e:
     sys.stderr.write(f"error: {e}\n")
     return 2
   keras.utils.set_random_seed(config.seed)
   try:
     from metalstm_tf.builder import build, make_strategy
-    task, rule, trainer = build(config, FLAGS.data_dir, FLAGS.cache_dir,
-                                make_strategy(FLAGS.num_replicas))
+    task, method, trainer = build(config, FLAGS.data_dir, FLAGS.cache_dir,
+                                  make_strategy(FLAGS.num_replicas))
   except (data_prep.DatasetError, ValueError) as e:
     sys.stderr.write(f"error: {e}\n")
     return 1
   logdir = trainer.logdir
   logdir.mkdir(parents=True, exist_ok=True)
-  (logdir / "config.json").write_text(json.dumps(config.__dict__, indent=2))
+  if mode == "train":  # Only training writes the run's record.
+    atomic_write_text(logdir / "config.json",
+                      json.dumps(config.to_dict(), indent=2) + "\n")
   logging.info("Run directory: %s (tensorboard --logdir %s)", logdir, logdir)
-  mode = FLAGS.mode
   if mode == "train":
     # `kill` (SIGTERM) stops a run like Ctrl-C: checkpoint, then exit. SIGINT
     # gets the same handler explicitly, because a shell starts background
@@ -139,12 +155,16 @@ def main(argv):
     sys.stderr.write(f"error: {e}\n")
     return 1
   if mode in ("train", "export"):
-    export(config, task, rule, logdir)
+    export(config, task, method, logdir)
   if mode == "export":
     return 0
   result = trainer.test()
   line = result_line(config, task.metric, "test", result)
-  (logdir / "result.txt").write_text(line + "\n")
+  if mode == "train":
+    atomic_write_text(logdir / "result.txt", line + "\n")
+  with open(logdir / "results_history.txt", "a") as history:
+    history.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} mode={mode} "
+                  f"{' '.join(sys.argv[1:])}\n  {line}\n")
   print(line, flush=True)
   return 0
 

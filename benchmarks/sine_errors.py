@@ -39,7 +39,7 @@ def load_config(logdir: pathlib.Path) -> TrainConfig:
     raise app.UsageError(f"{path} not found: --logdir must be the directory "
                          "of a run started with main.py.")
   # The run's own directory, even if it was moved after training.
-  config = dataclasses.replace(TrainConfig(**json.loads(path.read_text())),
+  config = dataclasses.replace(TrainConfig.from_dict(json.loads(path.read_text())),
                                logdir=str(logdir))
   if config.dataset != "sine":
     raise app.UsageError(f"{logdir} is a {config.dataset} run; this script "
@@ -58,8 +58,9 @@ def main(argv):
 
   @tf.function
   def query_and_support_loss(episode):
-    loss, _, result = trainer.episode_loss(episode)
-    fitted = learner.apply_theta(result.theta, episode.support_images)
+    loss, _, _ = trainer.episode_loss(episode)
+    fitted = trainer.method.run(episode.support_images, episode.support_labels,
+                                episode.support_images).outputs
     return loss, learner.loss(fitted, episode.support_labels)
 
   query, support, amplitude = [], [], []
@@ -75,7 +76,7 @@ def main(argv):
   order = np.argsort(-query)
   total = query.sum()
   print(f"{num} test tasks of {logdir} ({config.shot}-shot, "
-        f"{config.inner_steps} steps, hidden {config.hidden_size})")
+        f"{config.inner_steps} steps, {config.method} {config.method_options})")
   print(f"query MSE: mean {query.mean():.5f}  median {np.median(query):.5f}  "
         f"p90 {np.percentile(query, 90):.5f}  p99 "
         f"{np.percentile(query, 99):.5f}  max {query.max():.4f}")

@@ -25,7 +25,10 @@ def fingerprint(paths: Iterable[pathlib.Path]) -> list[list]:
   return out
 
 
-def _atomic_write_text(path: pathlib.Path, text: str) -> None:
+def atomic_write_text(path: pathlib.Path, text: str) -> None:
+  """Writes `text` to `path` through a temporary file renamed into place:
+  a reader sees the old file or the new one, never a partial one."""
+  path = pathlib.Path(path)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
   with os.fdopen(fd, "w") as f:
     f.write(text)
@@ -86,7 +89,7 @@ def build(cache_dir: pathlib.Path, name: str, source_fingerprint,
   meta = {"fingerprint": source_fingerprint, "shape": list(shape),
           "dtype": str(np.dtype(dtype)), "nbytes_file": npy.stat().st_size,
           "extra": extra}
-  _atomic_write_text(meta_path, json.dumps(meta))
+  atomic_write_text(meta_path, json.dumps(meta))
   logging.info("Wrote cache %s (%.1f MB).", npy, npy.stat().st_size / 1e6)
   result = load(cache_dir, name, source_fingerprint, mmap=mmap)
   assert result is not None

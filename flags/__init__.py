@@ -4,12 +4,20 @@ Flags left unset take the protocol's defaults for the chosen dataset and
 shots (BRIEF §1 and §5); library code never reads these flags.
 """
 
+import dataclasses
+
 from absl import flags as absl_flags
 
+from metalstm_tf import methods
 from metalstm_tf.config import LR_SCHEDULES, TrainConfig
 
 FLAGS = absl_flags.FLAGS
 DATASETS = ("omniglot", "mini_imagenet", "sine")
+
+absl_flags.DEFINE_enum("method", "meta_lstm", methods.names(),
+                       "Few-shot learning method: " + "; ".join(
+                           f"{n}: {methods.get(n).summary}"
+                           for n in methods.names()) + ".")
 
 absl_flags.DEFINE_enum("dataset", "omniglot", list(DATASETS),
                        "Benchmark to meta-train on.")
@@ -25,13 +33,18 @@ absl_flags.DEFINE_integer("queries", None, "Query examples per class "
                           "(default 15; 50 query points for sine).")
 absl_flags.DEFINE_integer("inner_steps", None, "Learner updates per episode "
                           "(default: 12 for 1-shot, 8 otherwise; 16 for "
-                          "sine).")
+                          "sine; the method's paper's for maml, fomaml "
+                          "(1 on Omniglot and sine, 5 on mini-ImageNet), "
+                          "meta_sgd (1) and turtle (5)).")
 absl_flags.DEFINE_integer("inner_batch_size", None, "Examples per inner "
                           "update (default: the whole support set).")
 absl_flags.DEFINE_integer("episodes", None, "Meta-training episodes "
                           "(default: 75,000 for 1-shot, 50,000 otherwise; "
                           "70,000 tasks for sine).")
-absl_flags.DEFINE_integer("meta_batch_size", 1, "Episodes per meta-update.")
+absl_flags.DEFINE_integer("meta_batch_size", None, "Episodes per "
+                          "meta-update (default 1; MAML's protocols: 32 on "
+                          "Omniglot, 4 / 2 on mini-ImageNet 1- / 5-shot, 25 "
+                          "on sine).")
 absl_flags.DEFINE_integer("num_replicas", 1, "tf.distribute replicas the "
                           "episodes of a meta-batch are split across (GPUs "
                           "if there are enough, else logical CPU devices).")
@@ -47,35 +60,14 @@ absl_flags.DEFINE_enum("lr_schedule", None, list(LR_SCHEDULES),
                        "to zero over --episodes (default: constant, the "
                        "paper; cosine for sine).")
 absl_flags.DEFINE_float("clip", 0.25, "Global-norm clip of the meta-gradient.")
-absl_flags.DEFINE_integer("hidden_size", 20, "Hidden units of the "
-                          "meta-learner's first (LSTM) layer.")
-absl_flags.DEFINE_float("input_gate_scale", 1.0, "The meta cell subtracts "
-                       "input_gate_scale * i_t * grad: the learned learning "
-                       "rate ranges over (0, input_gate_scale). 1 is the "
-                       "paper's cell.")
-absl_flags.DEFINE_bool("forget_toward_init", False, "The meta cell's forget "
-                       "gate decays the learner's parameters toward their "
-                       "meta-learned initialisation theta_0 instead of toward "
-                       "zero: theta_t = theta_0 + f_t * (theta_{t-1} - "
-                       "theta_0) - i_t * grad. Off: the paper's cell.")
-absl_flags.DEFINE_bool("per_parameter_lr", False, "Learn a positive "
-                       "step-size multiplier alpha for each learner parameter "
-                       "(Meta-SGD's per-parameter learning rate): the meta "
-                       "cell subtracts alpha * i_t * grad. Off: the paper's "
-                       "cell.")
 absl_flags.DEFINE_integer("multi_step_loss_episodes", 0, "For this many "
                           "episodes the meta-objective is MAML++'s multi-step "
                           "loss: the query losses after every inner step, "
                           "weighted uniformly at first and annealed linearly "
                           "to the last step alone. 0: the paper's final-step "
                           "loss throughout.")
-absl_flags.DEFINE_integer("filters", 32, "Channels of the Conv-4 learner.")
-absl_flags.DEFINE_bool("preprocess", None, "Log/sign-preprocess the loss and "
-                       "gradient fed to the meta-learner; --nopreprocess "
-                       "feeds them raw (default: on, the paper; off for sine).")
-absl_flags.DEFINE_bool("second_order", None, "Back-propagate through the "
-                       "learner's gradients (second-order meta-gradients; "
-                       "default: off, the paper's first order; on for sine).")
+absl_flags.DEFINE_integer("filters", None, "Channels of the Conv-4 learner "
+                          "(default 32; MAML's Omniglot protocol 64).")
 absl_flags.DEFINE_bool("xla", None, "Compile the meta-training step with XLA "
                        "(default: off on CPU, where plain graph mode measured "
                        "faster; on when a GPU is present).")
@@ -101,6 +93,57 @@ absl_flags.DEFINE_string("logdir", None, "Directory of checkpoints, "
                          "runs/<dataset>_<ways>w<shots>s_seed<seed>).")
 
 
+
+def _define_option_flags() -> dict[str, list[str]]:
+  """One flag per field of every method's options (fields of the same name
+  share it); returns flag name -> the methods it applies to."""
+  applies, kinds = {}, {}
+  for name in methods.names():
+    for field in dataclasses.fields(methods.get(name).options):
+      applies.setdefault(field.name, []).append(name)
+      kinds.setdefault(field.name, (field.type, field.metadata["help"]))
+  definers = {bool: absl_flags.DEFINE_bool, int: absl_flags.DEFINE_integer,
+              float: absl_flags.DEFINE_float, str: absl_flags.DEFINE_string,
+              tuple: absl_flags.DEFINE_list}
+  for flag, (kind, help_text) in kinds.items():
+    definers[kind](flag, None, f"[{', '.join(applies[flag])}] {help_text}")
+  return applies
+
+
+OPTION_FLAGS = _define_option_flags()
+
+# Config field -> flag, for the fields that have a flag of another name.
+_FIELD_FLAGS = {"way": "ways", "shot": "shots"}
+# Settings a run may change when it is resumed or tested: they do not change
+# the model it trains.
+MUTABLE_FLAGS = ("episodes", "val_every", "val_episodes", "test_episodes",
+                 "checkpoint_every", "xla", "fused_kernel")
+
+
+class ConfigMismatch(ValueError):
+  """A command-line flag contradicts a run's stored configuration."""
+
+
+def default_logdir(f=FLAGS) -> str:
+  way = 1 if f.dataset == "sine" else f.ways
+  return f.logdir or f"runs/{f.dataset}_{way}w{f.shots}s_seed{f.seed}"
+
+
+def flag_values(config: TrainConfig) -> dict:
+  """Flag name -> value of every model-defining setting of `config` (the
+  log directory excluded: runs may be moved)."""
+  out = {}
+  for field in dataclasses.fields(config):
+    if field.name in ("logdir", "method_options"):
+      continue
+    out[_FIELD_FLAGS.get(field.name, field.name)] = getattr(config,
+                                                            field.name)
+  for field in dataclasses.fields(config.method_options):
+    value = getattr(config.method_options, field.name)
+    out[field.name] = list(value) if isinstance(value, tuple) else value
+  return out
+
+
 def _gpu_present() -> bool:
   import tensorflow as tf
   return bool(tf.config.list_physical_devices("GPU"))
@@ -110,38 +153,70 @@ def _default(value, fallback):
   return fallback if value is None else value
 
 
-def config_from_flags(f=FLAGS) -> TrainConfig:
-  """The run configuration the flags describe."""
-  sine = f.dataset == "sine"
-  one_shot = f.shots == 1
-  way = 1 if sine else f.ways
-  queries = _default(f.queries, 50 if sine else 15)
+def config_from_flags(f=FLAGS, stored: TrainConfig | None = None
+                      ) -> TrainConfig:
+  """The run configuration the flags describe.
+
+  With `stored`, the configuration a run recorded, settings not given on the
+  command line take their stored values, and a given flag that contradicts
+  a stored model-defining setting raises `ConfigMismatch` (the settings of
+  `MUTABLE_FLAGS` may change).
+  """
+  names = set(flag_values(TrainConfig())) | set(OPTION_FLAGS)
+  values = {n: f[n].value for n in names}
+  present = {n for n in names if f[n].present}
+  if stored is not None:
+    for name, value in flag_values(stored).items():
+      if name not in present:
+        values[name] = value
+  config = _config_from_values(values, present, f.logdir or default_logdir(f))
+  if stored is not None:
+    before, after = flag_values(stored), flag_values(config)
+    for name in sorted(present - set(MUTABLE_FLAGS)):
+      if name in before and after.get(name) != before[name]:
+        raise ConfigMismatch(
+            f"--{name}={after.get(name)} contradicts the configuration "
+            f"stored in {config.logdir}/config.json, which was trained "
+            f"with {name}={before[name]}. Omit --{name} to use the stored "
+            "value, or give another --logdir for a new run.")
+  return config
+
+
+def _config_from_values(v: dict, present: set, logdir: str) -> TrainConfig:
+  """The TrainConfig of flag values `v` (None: the protocol's default)."""
+  spec = methods.get(v["method"])
+  option_names = {f.name for f in dataclasses.fields(spec.options)}
+  for name in sorted(present & set(OPTION_FLAGS) - option_names):
+    raise ValueError(f"--{name} does not apply to --method={spec.name} (it "
+                     f"applies to {', '.join(OPTION_FLAGS[name])}).")
+  sine = v["dataset"] == "sine"
+  one_shot = v["shots"] == 1
+  way = 1 if sine else v["ways"]
+  method_defaults = spec.config_defaults(v["dataset"], v["shots"])
   if sine:  # 16 steps measured better than 8 at 5 and 20 shots (RESULTS.md).
-    inner_steps = _default(f.inner_steps, 16)
-    episodes = _default(f.episodes, 70000)
+    inner_steps, episodes = 16, 70000
   else:  # The paper: 12 steps for 1-shot, 8 passes otherwise.
-    inner_steps = _default(f.inner_steps, 12 if one_shot else 8)
-    episodes = _default(f.episodes, 75000 if one_shot else 50000)
-  logdir = _default(
-      f.logdir, f"runs/{f.dataset}_{way}w{f.shots}s_seed{f.seed}")
+    inner_steps, episodes = (12, 75000) if one_shot else (8, 50000)
+  options = dataclasses.asdict(spec.default_options(v["dataset"], v["shots"]))
+  options.update({n: v[n] for n in option_names if v[n] is not None})
   return TrainConfig(
-      dataset=f.dataset, way=way, shot=f.shots, queries=queries,
-      inner_steps=inner_steps,
-      inner_batch_size=_default(f.inner_batch_size, way * f.shots),
-      episodes=episodes, meta_batch_size=f.meta_batch_size,
-      val_every=_default(f.val_every, 2500 if sine else 500),
-      val_episodes=_default(f.val_episodes, 1000 if sine else 100),
-      test_episodes=_default(f.test_episodes, 2000 if sine else 600),
-      lr=f.lr, clip=f.clip, hidden_size=f.hidden_size, filters=f.filters,
-      input_gate_scale=f.input_gate_scale,
-      forget_toward_init=f.forget_toward_init,
-      per_parameter_lr=f.per_parameter_lr,
-      multi_step_loss_episodes=f.multi_step_loss_episodes,
-      # Sine: second order on raw inputs with a decaying rate measured best
-      # (RESULTS.md); image datasets keep the paper's setting.
-      lr_schedule=_default(f.lr_schedule, "cosine" if sine else "constant"),
-      preprocess=_default(f.preprocess, not sine),
-      second_order=_default(f.second_order, sine),
-      xla=_default(f.xla, _gpu_present()), fused_kernel=f.fused_kernel,
-      augment=_default(f.augment, f.dataset == "mini_imagenet"),
-      seed=f.seed, logdir=logdir, checkpoint_every=f.checkpoint_every)
+      dataset=v["dataset"], way=way, shot=v["shots"],
+      queries=_default(v["queries"], 50 if sine else 15),
+      inner_steps=_default(v["inner_steps"],
+                           method_defaults.get("inner_steps", inner_steps)),
+      inner_batch_size=_default(v["inner_batch_size"], way * v["shots"]),
+      episodes=_default(v["episodes"], episodes),
+      meta_batch_size=_default(v["meta_batch_size"],
+                               method_defaults.get("meta_batch_size", 1)),
+      val_every=_default(v["val_every"], 2500 if sine else 500),
+      val_episodes=_default(v["val_episodes"], 1000 if sine else 100),
+      test_episodes=_default(v["test_episodes"], 2000 if sine else 600),
+      lr=v["lr"], clip=v["clip"],
+      filters=_default(v["filters"], method_defaults.get("filters", 32)),
+      multi_step_loss_episodes=v["multi_step_loss_episodes"],
+      # Sine: a decaying rate measured best (RESULTS.md).
+      lr_schedule=_default(v["lr_schedule"], "cosine" if sine else "constant"),
+      xla=_default(v["xla"], _gpu_present()), fused_kernel=v["fused_kernel"],
+      augment=_default(v["augment"], v["dataset"] == "mini_imagenet"),
+      seed=v["seed"], logdir=logdir, checkpoint_every=v["checkpoint_every"],
+      method=spec.name, method_options=spec.options(**options))

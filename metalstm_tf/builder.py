@@ -1,11 +1,10 @@
-"""Wires a TrainConfig into a task, an update rule and a trainer."""
+"""Wires a TrainConfig into a task, a method and a trainer."""
 
 import tensorflow as tf
 
-from metalstm_tf import tasks
+from metalstm_tf import methods, tasks
 from metalstm_tf.config import TrainConfig
 from metalstm_tf.trainer import MetaTrainer
-from metalstm_tf.update_rules import MetaLSTM
 
 
 def build_task(config: TrainConfig, data_dir=None, cache_dir=None) -> tasks.Task:
@@ -20,21 +19,12 @@ def build_task(config: TrainConfig, data_dir=None, cache_dir=None) -> tasks.Task
 
 def build(config: TrainConfig, data_dir=None, cache_dir=None,
           strategy: tf.distribute.Strategy | None = None):
-  """(task, rule, trainer) for `config`, variables under `strategy`."""
+  """(task, method, trainer) for `config`, variables under `strategy`."""
   strategy = strategy or tf.distribute.get_strategy()
   task = build_task(config, data_dir, cache_dir)
   with strategy.scope():
-    rule = build_rule(config, task.learner.initial_theta())
-  return task, rule, MetaTrainer(task, rule, config, strategy)
-
-
-def build_rule(config: TrainConfig, initial_theta) -> MetaLSTM:
-  """The meta-learner `config` describes, starting from `initial_theta`."""
-  return MetaLSTM(initial_theta, hidden_size=config.hidden_size,
-                  input_gate_scale=config.input_gate_scale,
-                  forget_toward_init=config.forget_toward_init,
-                  per_parameter_lr=config.per_parameter_lr,
-                  preprocess=config.preprocess, seed=config.seed)
+    method = methods.build(config, task.learner)
+  return task, method, MetaTrainer(task, method, config, strategy)
 
 
 def make_strategy(num_replicas: int) -> tf.distribute.Strategy:

@@ -1,6 +1,8 @@
 """Frozen configuration of a meta-training run (built by `flags/`)."""
 
 import dataclasses
+import math
+from typing import Any
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -22,22 +24,11 @@ class TrainConfig:
     lr, clip: Adam learning rate and global gradient-norm clip.
     lr_schedule: 'constant' (the paper) or 'cosine' (decays `lr` to zero
       along a half cosine over the run's meta-updates).
-    hidden_size: layer-1 hidden units of the meta-learner.
-    input_gate_scale: upper end of the learned learning rate: the cell
-      subtracts `input_gate_scale * i_t * grad` (1: the paper).
-    forget_toward_init: the forget gate decays the learner's parameters
-      toward the meta-learned initialisation instead of toward zero (False:
-      the paper).
-    per_parameter_lr: learn a step-size multiplier for each learner
-      parameter (Meta-SGD's alpha) on top of the input gate (False: the
-      paper).
     multi_step_loss_episodes: for this many episodes the meta-objective is
       MAML++'s multi-step loss, the query losses after every inner step with
       weights annealed from uniform to the last step alone
       (`trainer.multi_step_weights`); 0: the paper's final-step loss.
     filters: channels of the Conv-4 learner.
-    preprocess: log/sign preprocessing of the meta-learner's inputs.
-    second_order: differentiate through the learner's gradients.
     xla: compile the meta-training step with XLA.
     fused_kernel: run the meta-learner's step (both layers) as the fused C++ CPU
       kernel (`metalstm_tf/kernels`) when it builds here; never under XLA.
@@ -45,6 +36,9 @@ class TrainConfig:
     seed: seed of initial weights and of the episode streams.
     logdir: where checkpoints, summaries and the SavedModel go.
     checkpoint_every: episodes between checkpoints.
+    method: the `--method` name (`metalstm_tf.methods`).
+    method_options: that method's frozen options dataclass (None: its
+      defaults for this dataset and shot count).
   """
   dataset: str = "omniglot"
   way: int = 5
@@ -60,42 +54,80 @@ class TrainConfig:
   lr: float = 1e-3
   clip: float = 0.25
   lr_schedule: str = "constant"
-  hidden_size: int = 20
-  input_gate_scale: float = 1.0
-  forget_toward_init: bool = False
-  per_parameter_lr: bool = False
   multi_step_loss_episodes: int = 0
   filters: int = 32
-  preprocess: bool = True
-  second_order: bool = False
   xla: bool = False
   fused_kernel: bool = True
   augment: bool = False
   seed: int = 0
   logdir: str = "runs/default"
   checkpoint_every: int = 100
+  method: str = "meta_lstm"
+  method_options: Any = None
 
   def __post_init__(self):
     for name in ("way", "shot", "queries", "inner_steps", "inner_batch_size",
                  "episodes", "meta_batch_size", "val_every", "val_episodes",
-                 "test_episodes", "hidden_size", "filters",
+                 "test_episodes", "filters",
                  "checkpoint_every"):
       value = getattr(self, name)
       if not isinstance(value, int) or value <= 0:
         flag = {"way": "ways", "shot": "shots"}.get(name, name)
         raise ValueError(f"--{flag} must be a positive integer, got "
                          f"{value!r}. Set it to 1 or more.")
-    if self.lr <= 0 or self.clip <= 0:
-      raise ValueError(f"--lr and --clip must be positive, got {self.lr} and "
-                       f"{self.clip}.")
-    if not self.input_gate_scale > 0:
-      raise ValueError("--input_gate_scale must be positive, got "
-                       f"{self.input_gate_scale!r}. 1 is the paper's cell.")
+    for name in ("lr", "clip"):
+      value = getattr(self, name)
+      if not (isinstance(value, (int, float)) and math.isfinite(value) and
+              value > 0):
+        raise ValueError(f"--{name} must be a positive finite number, got "
+                         f"{value!r}.")
     if (not isinstance(self.multi_step_loss_episodes, int) or
         self.multi_step_loss_episodes < 0):
       raise ValueError("--multi_step_loss_episodes must be 0 (off) or a "
                        "positive number of episodes, got "
                        f"{self.multi_step_loss_episodes!r}.")
+    from metalstm_tf import methods  # registers them; imports TensorFlow
+    spec = methods.get(self.method)
+    if self.method_options is None:
+      object.__setattr__(self, "method_options",
+                         spec.default_options(self.dataset, self.shot))
+    elif not isinstance(self.method_options, spec.options):
+      raise TypeError(f"method_options of {self.method!r} must be "
+                      f"{spec.options.__name__}, got "
+                      f"{type(self.method_options).__name__}.")
     if self.lr_schedule not in LR_SCHEDULES:
       raise ValueError(f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}"
                        f", got {self.lr_schedule!r}.")
+
+  @property
+  def options(self):
+    """Shorthand for `method_options`."""
+    return self.method_options
+
+  def to_dict(self) -> dict:
+    """JSON-ready: the general fields and `method_options` as a dict."""
+    out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+    out["method_options"] = dataclasses.asdict(self.method_options)
+    return out
+
+  @classmethod
+  def from_dict(cls, values: dict) -> "TrainConfig":
+    """Inverse of `to_dict`; also reads the flat records of runs made
+    before `--method` existed (the meta-learner LSTM's options then sat
+    beside the general fields)."""
+    from metalstm_tf import methods
+    values = dict(values)
+    method = values.setdefault("method", "meta_lstm")
+    spec = methods.get(method)
+    names = {f.name for f in dataclasses.fields(spec.options)}
+    options = values.pop("method_options", None)
+    if options is None:
+      options = {k: values.pop(k) for k in list(values) if k in names}
+    general = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - general
+    if unknown:
+      raise ValueError(f"Unknown configuration fields {sorted(unknown)}.")
+    defaults = dataclasses.asdict(spec.default_options(
+        values.get("dataset", "omniglot"), values.get("shot", 1)))
+    defaults.update(options)
+    return cls(**values, method_options=spec.options(**defaults))

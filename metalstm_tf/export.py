@@ -5,8 +5,8 @@ The exported module has one signature,
     adapt_and_predict(support_images, support_labels, query_images)
         -> {"logits": [num_query, way]}   (regression: [num_query, 1])
 
-that runs the learned optimizer inside the graph: it adapts the learner from
-c_0 on the support set and classifies the queries. Loading it needs only
+that runs the method inside the graph: e.g. it adapts the learner from c_0
+on the support set and classifies the queries. Loading it needs only
 TensorFlow (`tf.saved_model.load`), not this project.
 """
 
@@ -17,21 +17,17 @@ import tempfile
 
 import tensorflow as tf
 
-from metalstm_tf import inner_loop
-from metalstm_tf.learners.base import Learner
-from metalstm_tf.update_rules.base import UpdateRule
+from metalstm_tf.methods.base import Method
 
 
 class _AdaptAndPredict(tf.Module):
 
-  def __init__(self, learner: Learner, rule: UpdateRule, num_steps: int,
-               batch_size: int, num_support: int, input_shape, label_dtype,
-               label_shape):
+  def __init__(self, method: Method, num_support: int, input_shape,
+               label_dtype, label_shape):
     super().__init__()
-    self.learner, self.rule = learner, rule
+    self.method = method
     self.meta_variables = [v.value if hasattr(v, "value") else v
-                           for v in rule.weights]
-    self.num_steps, self.batch_size = num_steps, batch_size
+                           for v in method.weights]
     shape = list(input_shape)
     self.adapt_and_predict = tf.function(
         self._adapt_and_predict,
@@ -43,15 +39,12 @@ class _AdaptAndPredict(tf.Module):
         ])
 
   def _adapt_and_predict(self, support_images, support_labels, query_images):
-    result = inner_loop.adapt(self.learner, self.rule, support_images,
-                              support_labels, self.num_steps, self.batch_size)
-    return {"logits": self.learner.apply_theta(result.theta, query_images)}
+    out = self.method.run(support_images, support_labels, query_images)
+    return {"logits": out.outputs}
 
 
-def export_saved_model(path, learner: Learner, rule: UpdateRule,
-                       num_steps: int, batch_size: int, num_support: int,
-                       input_shape, label_dtype=tf.int32,
-                       label_shape=()) -> pathlib.Path:
+def export_saved_model(path, method: Method, num_support: int, input_shape,
+                       label_dtype=tf.int32, label_shape=()) -> pathlib.Path:
   """Writes the SavedModel to `path` atomically (temporary dir, then rename).
 
   Args:
@@ -62,11 +55,11 @@ def export_saved_model(path, learner: Learner, rule: UpdateRule,
   """
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  module = _AdaptAndPredict(learner, rule, num_steps, batch_size, num_support,
-                            input_shape, label_dtype, label_shape)
+  module = _AdaptAndPredict(method, num_support, input_shape, label_dtype,
+                            label_shape)
   tmp = pathlib.Path(tempfile.mkdtemp(dir=path.parent, prefix=".saved_model."))
   try:
-    with rule.standard_ops():  # Loadable without this project's kernels.
+    with method.standard_ops():  # Loadable without this project's kernels.
       tf.saved_model.save(module, str(tmp), signatures={
           "adapt_and_predict": module.adapt_and_predict})
     if path.exists():

@@ -1,4 +1,5 @@
-"""Few-shot sine-wave regression (BRIEF §5; 003_525237aebb24ec59, 004).
+"""Few-shot sine-wave regression (Finn et al. 2017; Huisman et al. 2023,
+Are LSTMs Good Few-Shot Learners?).
 
 A task is y = A sin(x - phi), A ~ U[0.1, 5], phi ~ U[0, pi], x ~ U[-5, 5],
 with K support points and `queries` query points; the learner is a 1-40-40-1
@@ -11,7 +12,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from metalstm_tf import inner_loop, pipeline, summaries
+from metalstm_tf import pipeline, summaries
 from metalstm_tf.config import TrainConfig
 from metalstm_tf.episodes import Episode
 from metalstm_tf.learners import MLPLearner
@@ -103,18 +104,19 @@ def prediction_figure(trainer, config: TrainConfig, num_tasks: int = 4) -> bytes
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  learner, rule = trainer.learner, trainer.rule
+  method = trainer.method
   grid = np.linspace(*X_RANGE, 200, dtype=np.float32)[:, None]
   fig, axes = plt.subplots(1, num_tasks, figsize=(4 * num_tasks, 3.2))
   for k, ax in enumerate(np.atleast_1d(axes)):
     t = eval_task(config, "test", k)
-    result = inner_loop.adapt(learner, rule, tf.constant(t.support_x),
-                              tf.constant(t.support_y), config.inner_steps,
-                              config.inner_batch_size)
-    before = learner.apply_theta(rule.initial_theta(), grid).numpy()
-    after = learner.apply_theta(result.theta, grid).numpy()
+    after = method.run(tf.constant(t.support_x), tf.constant(t.support_y),
+                       tf.constant(grid)).outputs.numpy()
+    before = method.unadapted_outputs(tf.constant(grid))
+    if before is not None:
+      before = before.numpy()
     ax.plot(grid, t(grid), "k-", lw=1.5, label="true")
-    ax.plot(grid, before, "C1--", lw=1, label="before adaptation")
+    if before is not None:
+      ax.plot(grid, before, "C1--", lw=1, label="before adaptation")
     ax.plot(grid, after, "C0-", lw=1.5, label="after adaptation")
     ax.plot(t.support_x, t.support_y, "r^", label=f"{config.shot} support")
     ax.set_title(f"A={t.amplitude:.2f}, phase={t.phase:.2f}")

@@ -15,13 +15,13 @@ def figure_png(fig, dpi: int = 100) -> bytes:
   return buf.getvalue()
 
 
-def gate_figure(input_gates: np.ndarray, forget_gates: np.ndarray,
-                names, max_episodes: int = 10) -> bytes:
-  """Input- and forget-gate values across the inner steps (000_cda7 App. B).
+def gate_figure(traces: dict, names, max_episodes: int = 10) -> bytes:
+  """Gate values across the inner steps (the figure of Furrer et al.,
+  Meta-Learner LSTM for Few Shot Learning, App. B), one panel per gate.
 
   Args:
-    input_gates, forget_gates: `[episodes, steps, k]` gate values of k
-      tracked learner coordinates.
+    traces: gate name (e.g. 'input_gate') -> `[episodes, steps, k]` values of
+      k tracked learner coordinates.
     names: the k coordinates' names (legend).
     max_episodes: episodes drawn (one thin line each, per coordinate).
   Returns:
@@ -30,21 +30,22 @@ def gate_figure(input_gates: np.ndarray, forget_gates: np.ndarray,
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-  steps = np.arange(1, input_gates.shape[1] + 1)
-  colors = plt.cm.tab10(np.linspace(0, 1, input_gates.shape[2]))
-  for ax, gates, title in ((axes[0], input_gates, "input gate i_t"),
-                           (axes[1], forget_gates, "forget gate f_t")):
+  fig, axes = plt.subplots(1, len(traces), figsize=(5.5 * len(traces), 4),
+                           squeeze=False)
+  first = next(iter(traces.values()))
+  steps = np.arange(1, first.shape[1] + 1)
+  colors = plt.cm.tab10(np.linspace(0, 1, first.shape[2]))
+  for ax, (title, gates) in zip(axes[0], traces.items()):
     for j, coord in enumerate(names):
       for e in range(min(max_episodes, gates.shape[0])):
         ax.plot(steps, gates[e, :, j], color=colors[j], alpha=0.6, lw=1,
                 label=coord if e == 0 else None)
     ax.set_xlabel("inner step")
-    ax.set_title(title)
+    ax.set_title(title.replace("_", " "))
     ax.grid(alpha=0.3)
-  axes[0].legend(fontsize=7, loc="best")
-  fig.suptitle(f"Gate values across inner steps, {min(max_episodes, input_gates.shape[0])} "
-               "test episodes")
+  axes[0][0].legend(fontsize=7, loc="best")
+  fig.suptitle(f"Gate values across inner steps, "
+               f"{min(max_episodes, first.shape[0])} test episodes")
   return figure_png(fig)
 
 

@@ -1,9 +1,10 @@
-"""Meta-training, validation and test of an update rule on a task.
+"""Meta-training, validation and test of a method on a task.
 
-The outer step: adapt the learner on each episode's support set with the
-update rule (`inner_loop.adapt`, recorded by an outer `tf.GradientTape`),
-take the query loss of the adapted learner, average over the meta-batch, clip
-the meta-gradient by global norm and apply Adam. With a multi-step loss the
+The outer step: run the method on each episode (for gradient-fed methods:
+adapt the learner on the support set, recorded by an outer
+`tf.GradientTape`), take the query loss, average over the meta-batch, clip
+the meta-gradient by global norm and apply Adam. The trainer knows methods
+only through `methods.Method`. With a multi-step loss the
 objective is, for the first episodes, a weighted mean of the query losses
 after every inner step (`multi_step_weights`).
 
@@ -25,13 +26,13 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from metalstm_tf import inner_loop, summaries
+from metalstm_tf import summaries
 from metalstm_tf.config import TrainConfig
 from metalstm_tf.episodes import Episode
+from metalstm_tf.methods.base import Method
 from metalstm_tf.tasks import Task
-from metalstm_tf.update_rules.base import UpdateRule
 
-NUM_TRACKED_COORDINATES = 8  # Learner coordinates whose gates are plotted.
+NUM_TRACKED_COORDINATES = 8  # Coordinates whose traces (gates) are plotted.
 
 
 def mean_and_ci95(values) -> tuple[float, float]:
@@ -70,11 +71,11 @@ def multi_step_weights(episode, anneal_episodes: int,
 
 
 class MetaTrainer:
-  """Trains `rule` on `task` as `config` says.
+  """Trains `method` on `task` as `config` says.
 
   Args:
     task: learner and episode streams.
-    rule: the update rule (its trainable weights are the meta-parameters);
+    method: the method (its trainable weights are the meta-parameters);
       created under `strategy.scope()` when a strategy is given.
     config: the run configuration.
     strategy: a `tf.distribute` strategy; the episodes of every meta-batch
@@ -82,9 +83,10 @@ class MetaTrainer:
       the replica count). Default: the default (single-replica) strategy.
   """
 
-  def __init__(self, task: Task, rule: UpdateRule, config: TrainConfig,
+  def __init__(self, task: Task, method: Method, config: TrainConfig,
                strategy: tf.distribute.Strategy | None = None):
-    self.task, self.learner, self.rule, self.config = task, task.learner, rule, config
+    self.task, self.learner, self.method, self.config = (task, task.learner,
+                                                         method, config)
     self.strategy = strategy or tf.distribute.get_strategy()
     self.replicas = self.strategy.num_replicas_in_sync
     if config.meta_batch_size % self.replicas:
@@ -92,26 +94,33 @@ class MetaTrainer:
           f"meta_batch_size={config.meta_batch_size} cannot be split evenly "
           f"across {self.replicas} replicas; use a multiple of "
           f"{self.replicas}.")
+    if config.multi_step_loss_episodes and not method.supports_step_outputs:
+      raise ValueError(f"--multi_step_loss_episodes needs query predictions "
+                       f"after every inner step, which --method="
+                       f"{config.method} does not make; leave it at 0.")
     self.logdir = pathlib.Path(config.logdir)
     with self.strategy.scope():
       self.optimizer = keras.optimizers.Adam(learning_rate(config))
-      self.optimizer.build(rule.trainable_variables)
+      self.optimizer.build(method.trainable_variables)
     self.episode = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.best_metric = tf.Variable(np.nan, dtype=tf.float64, trainable=False)
     self.best_episode = tf.Variable(-1, dtype=tf.int64, trainable=False)
     self.checkpoint = tf.train.Checkpoint(
-        rule=rule, optimizer=self.optimizer, episode=self.episode,
-        best_metric=self.best_metric, best_episode=self.best_episode)
+        **method.trackables(), optimizer=self.optimizer,
+        episode=self.episode, best_metric=self.best_metric,
+        best_episode=self.best_episode)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, str(self.logdir / "checkpoints"), max_to_keep=2)
-    self.best_checkpoint = tf.train.Checkpoint(rule=rule,
+    self.best_checkpoint = tf.train.Checkpoint(**method.trackables(),
                                                episode=self.episode)
     self.best_manager = tf.train.CheckpointManager(
         self.best_checkpoint, str(self.logdir / "best"), max_to_keep=1)
     rng = np.random.default_rng(config.seed)
+    size = method.trace_size
     self.tracked = tf.constant(
-        np.sort(rng.choice(rule.num_params, NUM_TRACKED_COORDINATES,
-                           replace=False)), tf.int32)
+        np.sort(rng.choice(size, min(NUM_TRACKED_COORDINATES, size),
+                           replace=False)) if size else np.zeros([0]),
+        tf.int32)
     self._meta_gradients = tf.function(self._meta_gradients_impl,
                                        jit_compile=config.xla)
     self.train_step = tf.function(self._train_step_impl)
@@ -124,68 +133,62 @@ class MetaTrainer:
     config turns the fused kernel off or compiles with XLA (which cannot
     compile custom kernels)."""
     if self.config.xla or not self.config.fused_kernel:
-      return self.rule.standard_ops()
+      return self.method.standard_ops()
     return contextlib.nullcontext()
 
-  def _adapt(self, support_x, support_y, keep_trajectory=False):
-    c = self.config
-    return inner_loop.adapt(self.learner, self.rule, support_x, support_y,
-                            c.inner_steps, c.inner_batch_size, c.second_order,
-                            keep_trajectory)
+  def _run(self, episode: Episode, keep_steps=False):
+    return self.method.run(episode.support_images, episode.support_labels,
+                           episode.query_images, keep_steps=keep_steps)
 
   def episode_loss(self, episode: Episode):
-    """Query loss, query metric and adaptation result of one episode."""
-    result = self._adapt(episode.support_images, episode.support_labels)
-    outputs = self.learner.apply_theta(result.theta, episode.query_images)
-    return (self.learner.loss(outputs, episode.query_labels),
-            self.learner.metric(outputs, episode.query_labels), result)
+    """Query loss, query metric and the method's output of one episode."""
+    out = self._run(episode)
+    return (self.method.loss(out.outputs, episode.query_labels),
+            self.method.metric(out.outputs, episode.query_labels), out)
 
   def _training_objective(self, episode: Episode):
-    """(objective, final query loss, query metric, adaptation result) of one
+    """(objective, final query loss, query metric, method output) of one
     training episode: the objective is the final query loss, or while the
     multi-step loss lasts the weighted mean of every step's query loss."""
     anneal = self.config.multi_step_loss_episodes
     if not anneal:
-      loss, metric, result = self.episode_loss(episode)
-      return loss, loss, metric, result
-    result = self._adapt(episode.support_images, episode.support_labels,
-                         keep_trajectory=True)
-    losses = []
-    for theta in result.trajectory:
-      outputs = self.learner.apply_theta(theta, episode.query_images)
-      losses.append(self.learner.loss(outputs, episode.query_labels))
+      loss, metric, out = self.episode_loss(episode)
+      return loss, loss, metric, out
+    out = self._run(episode, keep_steps=True)
+    losses = [self.method.loss(o, episode.query_labels)
+              for o in out.step_outputs]
     weights = multi_step_weights(self.episode, anneal, len(losses))
     objective = tf.reduce_sum(weights * tf.stack(losses))
     return (objective, losses[-1],
-            self.learner.metric(outputs, episode.query_labels), result)
+            self.method.metric(out.outputs, episode.query_labels), out)
 
   def _meta_gradients_impl(self, batch: Episode):
     """Meta-gradients averaged over a meta-batch `[B, ...]` of episodes."""
-    variables = self.rule.trainable_variables
+    variables = self.method.trainable_variables
     size = int(batch.support_images.shape[0])
     with self._ops(), tf.GradientTape() as tape:
-      objectives, losses, metrics, gates = [], [], [], {}
+      objectives, losses, metrics, traces = [], [], [], {}
       for b in range(size):
-        objective, loss, metric, result = self._training_objective(
+        objective, loss, metric, out = self._training_objective(
             tf.nest.map_structure(lambda t: t[b], batch))
         objectives.append(objective)
         losses.append(loss)
         metrics.append(metric)
-        gates = result.gates
+        traces = out.traces
       objective = tf.add_n(objectives) / size
     grads = tape.gradient(objective, variables)
     stats = {"loss": tf.add_n(losses) / size,
              "metric": tf.add_n(metrics) / size}
-    for name, values in gates.items():  # steps x [P] of the last episode.
-      stats[f"{name}_mean"] = _mean_over_steps(values)
-      stats[f"{name}_last"] = values[-1]
+    for name, values in traces.items():  # steps x [C] of the last episode.
+      stats[f"trace/{name}_mean"] = _mean_over_steps(values)
+      stats[f"trace/{name}_last"] = values[-1]
     return grads, stats
 
   def _replica_step(self, batch: Episode):
     """One meta-update from this replica's share of the meta-batch."""
     grads, stats = self._meta_gradients(batch)
     grads = [tf.zeros_like(v) if g is None else g
-             for g, v in zip(grads, self.rule.trainable_variables)]
+             for g, v in zip(grads, self.method.trainable_variables)]
     if self.replicas > 1:
       ctx = tf.distribute.get_replica_context()
       grads = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, grads)
@@ -202,7 +205,8 @@ class MetaTrainer:
     if self.replicas > 1:
       # Keras optimizers sum the replicas' gradients; hand each a share.
       grads = [g / self.replicas for g in grads]
-    self.optimizer.apply_gradients(zip(grads, self.rule.trainable_variables))
+    self.optimizer.apply_gradients(zip(grads,
+                                       self.method.trainable_variables))
     stats["grad_norm"] = norm
     return stats
 
@@ -221,7 +225,7 @@ class MetaTrainer:
     with self._ops():
       loss, metric, result = self.episode_loss(episode)
     out = {"loss": loss, "metric": metric}
-    for name, values in result.gates.items():
+    for name, values in result.traces.items():
       out[f"{name}_tracked"] = tf.stack(
           [tf.gather(v, self.tracked) for v in values])
       out[f"{name}_mean"] = _mean_over_steps(values)
@@ -240,8 +244,8 @@ class MetaTrainer:
 
     Returns a dict with `mean`, `ci95` (in report units: percent for
     accuracy), `loss`, per-episode `values` and `losses`, and the tracked
-    gate traces (`input_gate_tracked`: `[episodes, steps, k]`) when the rule
-    has gates.
+    traces (e.g. `input_gate_tracked`: `[episodes, steps, k]`) when the
+    method has any.
     """
     values, losses, traces = [], [], {}
     for episode in self.task.eval_dataset(split, num_episodes):
@@ -300,7 +304,8 @@ class MetaTrainer:
       raise FileNotFoundError(
           f"No validated model in {self.logdir / 'best'}. Train first "
           "(--mode=train) with the same --logdir.")
-    tf.train.Checkpoint(rule=self.rule).restore(path).expect_partial()
+    tf.train.Checkpoint(**self.method.trackables()).restore(
+        path).expect_partial()
     logging.info("Loaded the best meta-learner from %s.", path)
 
   def save(self) -> str:
@@ -393,26 +398,25 @@ class MetaTrainer:
 
   def _write_train_summaries(self, step: int, stats: dict,
                              histograms: bool) -> None:
-    """Scalars; with `histograms` also the last step's gates and, with
-    `per_parameter_lr`, each learner layer's step-size multipliers alpha
-    (a histogram and the mean, `alpha/<layer>`)."""
+    """Scalars; with `histograms` also the last step's traces (gates) and
+    the method's own summaries (e.g. per-layer step sizes)."""
     with self.writer("train").as_default(step=step):
       tf.summary.scalar("loss", stats["loss"])
       tf.summary.scalar(self.task.metric,
                         stats["metric"] * self.task.report_scale)
       tf.summary.scalar("meta_grad_norm", stats["grad_norm"])
       tf.summary.scalar("learning_rate", self.current_lr())
-      for name in ("input_gate", "forget_gate"):
-        if f"{name}_mean" in stats:
-          tf.summary.scalar(f"{name}/mean", stats[f"{name}_mean"])
-          if histograms:
-            tf.summary.histogram(f"{name}/last_step", stats[f"{name}_last"])
-      if histograms and getattr(self.rule, "per_parameter_lr", False):
-        alpha = tf.exp(tf.convert_to_tensor(self.rule.log_alpha))
-        for name, (start, stop) in self.learner.layout.offsets().items():
-          tf.summary.histogram(f"alpha/{name}", alpha[start:stop])
-          tf.summary.scalar(f"alpha/{name}/mean",
-                            tf.reduce_mean(alpha[start:stop]))
+      for key, value in stats.items():
+        if key.startswith("trace/") and key.endswith("_mean"):
+          tf.summary.scalar(f"{key[6:-5]}/mean", value)
+        elif key.startswith("trace/") and histograms:
+          tf.summary.histogram(f"{key[6:-5]}/last_step", value)
+      if histograms:
+        for name, value in self.method.summaries().items():
+          if value.shape.rank == 0:
+            tf.summary.scalar(name, value)
+          else:
+            tf.summary.histogram(name, value)
 
   def current_lr(self) -> float:
     """The learning rate of the next meta-update."""
@@ -420,17 +424,13 @@ class MetaTrainer:
     return float(tf.convert_to_tensor(self.optimizer.learning_rate))
 
   def tracked_names(self) -> list[str]:
-    """`layer[index]` names of the tracked learner coordinates."""
-    names, offsets = [], self.learner.layout.offsets()
-    for coord in self.tracked.numpy():
-      for name, (start, stop) in offsets.items():
-        if start <= coord < stop:
-          names.append(f"{name.split('/')[-1]}[{coord - start}]")
-    return names
+    """Readable names of the tracked trace coordinates."""
+    return self.method.trace_names(self.tracked.numpy())
 
   def test(self) -> dict:
     """Evaluates the current meta-parameters on the test episodes and writes
-    the test summaries, the gate figure (000_cda7dfe262473a44 App. B) and
+    the test summaries, the gate figure (Furrer et al., Meta-Learner LSTM for
+    Few Shot Learning, App. B) of methods with gates, and
     `test_episodes.csv` (each test episode's metric and loss, in episode
     order, for paired comparisons between runs on the same episodes)."""
     result = self.evaluate("test", self.config.test_episodes)
@@ -443,10 +443,10 @@ class MetaTrainer:
       tf.summary.scalar(self.task.metric, result["mean"])
       tf.summary.scalar(f"{self.task.metric}_ci95", result["ci95"])
       tf.summary.scalar("loss", result["loss"])
-      if "input_gate_tracked" in result:
-        png = summaries.gate_figure(result["input_gate_tracked"],
-                                    result["forget_gate_tracked"],
-                                    self.tracked_names())
+      traces = {k[:-len("_tracked")]: v for k, v in result.items()
+                if k.endswith("_tracked")}
+      if traces and self.tracked.shape[0]:
+        png = summaries.gate_figure(traces, self.tracked_names())
         (self.logdir / "gates.png").write_bytes(png)
         tf.summary.image("gates", summaries.png_to_image(png))
       if self.task.test_figure is not None:

@@ -1,9 +1,11 @@
 """Small synthetic tasks for fast model tests."""
 
+import dataclasses
+
 import numpy as np
 
 from data_prep.splits_data import SplitData
-from metalstm_tf import tasks
+from metalstm_tf import methods, tasks
 from metalstm_tf.config import TrainConfig
 
 
@@ -19,19 +21,35 @@ def synthetic_splits(classes=10, per_class=20, size=16, seed=0):
   return out
 
 
-def tiny_config(tmp_path, **overrides) -> TrainConfig:
+def tiny_config(tmp_path, method="meta_lstm", **overrides) -> TrainConfig:
+  """A small configuration; keyword arguments that name one of `method`'s
+  options set that option (layer-1 hidden size 4 unless given)."""
+  spec = methods.get(method)
+  names = {f.name for f in dataclasses.fields(spec.options)}
+  options = {k: overrides.pop(k) for k in list(overrides) if k in names}
   args = dict(dataset="omniglot", way=3, shot=1, queries=2, inner_steps=3,
               inner_batch_size=3, episodes=8, val_every=4, val_episodes=3,
-              test_episodes=4, filters=4, hidden_size=4, seed=0,
+              test_episodes=4, filters=4, seed=0,
               logdir=str(tmp_path / "run"), checkpoint_every=2)
   args.update(overrides)
-  return TrainConfig(**args)
+  values = dataclasses.asdict(spec.default_options(args["dataset"],
+                                                   args["shot"]))
+  if "hidden_size" in names:
+    values["hidden_size"] = 4
+  values.update(options)
+  return TrainConfig(**args, method=method,
+                     method_options=spec.options(**values))
+
+
+def with_options(config: TrainConfig, **options) -> TrainConfig:
+  """`config` with some of its method's options replaced."""
+  return dataclasses.replace(config, method_options=dataclasses.replace(
+      config.method_options, **options))
 
 
 def build(config):
-  """Task, rule and trainer on synthetic 16x16 data."""
-  from metalstm_tf.builder import build_rule
+  """Task, method and trainer on synthetic 16x16 data."""
   from metalstm_tf.trainer import MetaTrainer
   task = tasks.image_task(synthetic_splits(), config)
-  rule = build_rule(config, task.learner.initial_theta())
-  return task, rule, MetaTrainer(task, rule, config)
+  method = methods.build(config, task.learner)
+  return task, method, MetaTrainer(task, method, config)

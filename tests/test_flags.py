@@ -23,7 +23,9 @@ def test_omniglot_defaults_are_the_papers():
   assert (one.episodes, one.val_every, one.val_episodes,
           one.test_episodes) == (75000, 500, 100, 600)
   assert (one.lr, one.clip, one.lr_schedule) == (1e-3, 0.25, "constant")
-  assert one.preprocess and not one.second_order and not one.augment
+  assert one.method == "meta_lstm"
+  assert one.options.preprocess and not one.options.second_order
+  assert not one.augment
   five = _config("--dataset=omniglot", "--shots=5")
   assert (five.inner_steps, five.inner_batch_size, five.episodes) == (
       8, 25, 50000)
@@ -36,20 +38,22 @@ def test_sine_defaults_are_the_protocol_and_the_measured_best_setting():
       1, 10, 50, 16, 10)
   assert (c.episodes, c.val_every, c.val_episodes, c.test_episodes) == (
       70000, 2500, 1000, 2000)
-  assert c.second_order and not c.preprocess and c.lr_schedule == "cosine"
+  assert c.options.second_order and not c.options.preprocess
+  assert c.lr_schedule == "cosine"
 
 
 def test_explicit_flags_override_the_dataset_defaults():
   c = _config("--dataset=sine", "--shots=5", "--nosecond_order",
               "--preprocess", "--lr_schedule=constant", "--episodes=10")
-  assert not c.second_order and c.preprocess
+  assert not c.options.second_order and c.options.preprocess
   assert (c.lr_schedule, c.episodes) == ("constant", 10)
   c = _config("--dataset=omniglot", "--shots=1", "--second_order",
               "--nopreprocess", "--lr_schedule=cosine")
-  assert c.second_order and not c.preprocess and c.lr_schedule == "cosine"
+  assert c.options.second_order and not c.options.preprocess
+  assert c.lr_schedule == "cosine"
   assert c.fused_kernel and not _config("--nofused_kernel").fused_kernel
-  assert c.input_gate_scale == 1.0
-  assert _config("--input_gate_scale=5").input_gate_scale == 5.0
+  assert c.options.input_gate_scale == 1.0
+  assert _config("--input_gate_scale=5").options.input_gate_scale == 5.0
   with pytest.raises(ValueError, match="--input_gate_scale must be positive"):
     _config("--input_gate_scale=-1")
   assert c.multi_step_loss_episodes == 0
@@ -67,14 +71,17 @@ def test_input_gate_scale_reaches_the_meta_learner(tmp_path):
   from metalstm_tf import builder
   config = dataclasses.replace(
       _config("--dataset=sine", "--input_gate_scale=3"), logdir=str(tmp_path))
-  _, rule, _ = builder.build(config)
+  _, method, _ = builder.build(config)
+  rule = method.rule
   assert rule.input_gate_scale == 3.0
   assert not rule.forget_toward_init
-  assert _config("--forget_toward_init").forget_toward_init
-  _, rule, _ = builder.build(dataclasses.replace(
+  assert _config("--forget_toward_init").options.forget_toward_init
+  _, method, _ = builder.build(dataclasses.replace(
       _config("--dataset=sine", "--forget_toward_init"), logdir=str(tmp_path)))
+  rule = method.rule
   assert rule.forget_toward_init and not rule.per_parameter_lr
-  _, rule, _ = builder.build(dataclasses.replace(
+  _, method, _ = builder.build(dataclasses.replace(
       _config("--dataset=sine", "--per_parameter_lr"), logdir=str(tmp_path)))
+  rule = method.rule
   assert rule.per_parameter_lr
   assert rule.log_alpha.shape == (rule.num_params,)

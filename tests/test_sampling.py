@@ -63,7 +63,11 @@ def test_errors(kwargs, message):
     ("--ways", 0, "--ways must be a positive integer"),
     ("--shots", -1, "--shots must be a positive integer"),
     ("--queries", 0, "--queries must be a positive integer"),
-    ("--lr", -1, "--lr and --clip must be positive"),
+    ("--lr", -1, "--lr must be a positive finite number"),
+    ("--lr", "nan", "--lr must be a positive finite number"),
+    ("--clip", "inf", "--clip must be a positive finite number"),
+    ("--input_gate_scale", "nan", "--input_gate_scale must be positive"),
+    ("--inner_lr", 0.1, "--inner_lr does not apply to --method=meta_lstm"),
 ])
 def test_command_line_rejects_bad_sizes_before_loading_data(tmp_path, flag,
                                                             value, message):

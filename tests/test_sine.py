@@ -88,12 +88,12 @@ def test_short_meta_training_beats_the_unadapted_initialisation(tmp_path):
                        inner_steps=5, inner_batch_size=10, episodes=600,
                        val_every=300, val_episodes=50, test_episodes=100,
                        hidden_size=20, lr=3e-3)
-  task, rule, trainer = builder.build(config)
+  task, method, trainer = builder.build(config)
   learner = task.learner
 
   def unadapted_mse():
     return np.mean([float(learner.metric(
-        learner.apply_theta(rule.initial_theta(), e.query_images),
+        method.unadapted_outputs(e.query_images),
         e.query_labels)) for e in task.eval_dataset("test", 100)])
 
   before = unadapted_mse()

@@ -96,14 +96,14 @@ def test_test_split_writes_gate_figure(tmp_path):
     {}, {"forget_toward_init": True, "per_parameter_lr": True}])
 def test_saved_model_runs_without_the_project(tmp_path, options):
   config = tiny_config(tmp_path, **options)
-  task, rule, trainer = build(config)
+  task, method, trainer = build(config)
   trainer.fit()
+  rule = method.rule
   if rule.per_parameter_lr:  # step sizes far from their initial 1
     rule.log_alpha.assign(np.random.default_rng(0).normal(
         size=rule.log_alpha.shape).astype(np.float32))
   path = export.export_saved_model(
-      tmp_path / "sm", task.learner, rule, config.inner_steps,
-      config.inner_batch_size, config.way * config.shot,
+      tmp_path / "sm", method, config.way * config.shot,
       task.learner.example_shape)
   episodes = list(task.eval_dataset("test", 3))
   np.savez(tmp_path / "ep.npz",
@@ -149,7 +149,7 @@ def test_short_real_omniglot_run_beats_chance(tmp_path, real_data_dir,
   last = out.stdout.strip().splitlines()[-1]
   m = re.fullmatch(
       r"RESULT dataset=omniglot ways=5 shots=1 split=test metric=accuracy "
-      r"mean=([\d.]+) ci95=([\d.]+) episodes=50", last)
+      r"mean=([\d.]+) ci95=([\d.]+) episodes=50 method=meta_lstm", last)
   assert m, last
   vals = [float(v) for v in re.findall(
       r"Validation at episode \d+: accuracy ([\d.]+)", out.stderr)]
@@ -157,17 +157,28 @@ def test_short_real_omniglot_run_beats_chance(tmp_path, real_data_dir,
   assert float(m.group(1)) >= 60.0
   assert (tmp_path / "run" / "saved_model" / "saved_model.pb").is_file()
   assert (tmp_path / "run" / "gates.png").is_file()
-  # --mode=test re-evaluates the best checkpoint on the same test episodes.
+  # --mode=test with no training flags reads the run's configuration back
+  # and reproduces its RESULT line exactly.
+  record = (tmp_path / "run" / "config.json").read_text()
   again = subprocess.run(
-      [sys.executable, "main.py", "--dataset=omniglot", "--shots=1",
-       "--episodes=300", "--mode=test", "--test_episodes=50",
+      [sys.executable, "main.py", "--mode=test",
        f"--data_dir={real_data_dir}", f"--cache_dir={shared_cache_dir}",
        f"--logdir={tmp_path / 'run'}"],
       capture_output=True, text=True, cwd=REPO, timeout=600)
   assert again.returncode == 0, again.stderr[-3000:]
-  m2 = re.fullmatch(r"RESULT .* mean=([\d.]+) ci95=([\d.]+) episodes=50",
-                    again.stdout.strip().splitlines()[-1])
-  assert m2 and abs(float(m2.group(1)) - float(m.group(1))) < 0.1
+  assert again.stdout.strip().splitlines()[-1] == last
+  # A flag contradicting the stored configuration is refused by name.
+  wrong = subprocess.run(
+      [sys.executable, "main.py", "--mode=test", "--shots=5",
+       f"--data_dir={real_data_dir}", f"--cache_dir={shared_cache_dir}",
+       f"--logdir={tmp_path / 'run'}"],
+      capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert wrong.returncode == 2
+  assert "--shots=5 contradicts" in wrong.stderr and "shots=1" in wrong.stderr
+  # Neither rewrote the training run's record; both tests are in the history.
+  assert (tmp_path / "run" / "config.json").read_text() == record
+  history = (tmp_path / "run" / "results_history.txt").read_text()
+  assert history.count("RESULT dataset=omniglot") == 2
 
 
 def test_meta_batch_split_across_replicas_matches_one_device(tmp_path):
@@ -177,7 +188,7 @@ def test_meta_batch_split_across_replicas_matches_one_device(tmp_path):
       sys.path.insert(0, {str(REPO / 'tests')!r})
       import numpy as np, tensorflow as tf
       from metalstm_tf import builder, tasks
-      from metalstm_tf.update_rules import MetaLSTM
+      from metalstm_tf import methods
       from metalstm_tf.trainer import MetaTrainer
       from helpers import synthetic_splits, tiny_config
       strategy = builder.make_strategy(2)
@@ -188,7 +199,7 @@ def test_meta_batch_split_across_replicas_matches_one_device(tmp_path):
                           meta_batch_size=2, episodes=4, val_every=100)
         task = tasks.image_task(synthetic_splits(), cfg)
         with strat.scope():
-          rule = MetaLSTM(task.learner.initial_theta(), hidden_size=4, seed=0)
+          rule = methods.build(cfg, task.learner)
         trainer = MetaTrainer(task, rule, cfg, strat)
         assert trainer.replicas == (1 if name == "one" else 2)
         trainer.fit()
@@ -212,7 +223,7 @@ def test_test_mode_without_a_trained_model_says_so(tmp_path, real_data_dir,
        f"--cache_dir={shared_cache_dir}", f"--logdir={tmp_path / 'empty'}"],
       capture_output=True, text=True, cwd=REPO, timeout=600)
   assert out.returncode == 1
-  assert "No validated model" in out.stderr and "--mode=train" in out.stderr
+  assert "No trained run" in out.stderr and "--mode=train" in out.stderr
 
 
 def test_non_finite_episode_does_not_poison_the_meta_learner(tmp_path):
@@ -284,9 +295,9 @@ def test_per_parameter_lr_is_learned_and_logged_per_layer(tmp_path):
   """--per_parameter_lr: the meta-gradient moves every layer's alpha off its
   initial 1, and TensorBoard gets each layer's alpha (histogram and mean)."""
   config = tiny_config(tmp_path, per_parameter_lr=True)
-  task, rule, trainer = build(config)
+  task, method, trainer = build(config)
   trainer.fit()
-  alpha = np.exp(rule.log_alpha.numpy())
+  alpha = np.exp(method.rule.log_alpha.numpy())
   offsets = task.learner.layout.offsets()
   moved = {name.split("/")[-1]: bool(np.abs(alpha[a:b] - 1.0).max() > 1e-4)
            for name, (a, b) in offsets.items()}
@@ -323,7 +334,8 @@ def test_multi_step_loss_is_the_weighted_query_loss_of_every_step(
   paper's (final step only)."""
   config = tiny_config(tmp_path, multi_step_loss_episodes=4,
                        second_order=True)
-  task, rule, trainer = build(config)
+  task, method, trainer = build(config)
+  rule = method.rule
   trainer.episode.assign(episode)
   batch = next(iter(task.train_dataset(0)))
   grads, stats = trainer._meta_gradients(batch)

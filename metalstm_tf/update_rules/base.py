@@ -25,6 +25,7 @@ class UpdateRule(keras.layers.Layer):
   """
 
   fused = False
+  has_gates = False  # `gates(state)` returns per-coordinate values
 
   def __init__(self, initial_theta: tf.Tensor, **kwargs):
     super().__init__(**kwargs)
@@ -60,3 +61,19 @@ class UpdateRule(keras.layers.Layer):
   def gates(state) -> dict[str, tf.Tensor]:
     """Per-coordinate gate values `[P]` to log (empty if the rule has none)."""
     return {}
+
+  def summaries(self, layout) -> dict[str, tf.Tensor]:
+    """The rule's own TensorBoard values (name -> rank-0 scalar or a
+    histogram), e.g. learned step sizes; `layout` names the learner's
+    layers."""
+    return {}
+
+
+def per_layer(name: str, values: tf.Tensor, layout) -> dict[str, tf.Tensor]:
+  """`name/<layer>` histograms and `name/<layer>/mean` scalars of a `[P]`
+  per-parameter vector."""
+  out = {}
+  for layer, (start, stop) in layout.offsets().items():
+    out[f"{name}/{layer}"] = values[start:stop]
+    out[f"{name}/{layer}/mean"] = tf.reduce_mean(values[start:stop])
+  return out

@@ -21,12 +21,11 @@ kernel is unavailable and whenever a graph must contain only standard ops
 
 from typing import NamedTuple
 
-import keras
 import tensorflow as tf
 
 from metalstm_tf import kernels
-from metalstm_tf.preprocess import DEFAULT_P, log_and_sign
-from metalstm_tf.update_rules.base import UpdateRule
+from metalstm_tf.update_rules.base import per_layer
+from metalstm_tf.update_rules.coordinate import CoordinateLSTMRule
 
 
 class MetaLSTMState(NamedTuple):
@@ -43,14 +42,15 @@ class MetaLSTMState(NamedTuple):
   i: tf.Tensor  # [P] previous input gate.
 
 
-class MetaLSTM(UpdateRule):
+class MetaLSTM(CoordinateLSTMRule):
   """The meta-learner LSTM update rule.
 
   Args:
     initial_theta: `[P]` initial learner parameters (c_0's initial value).
     hidden_size: layer-1 hidden units (20 in the paper).
     preprocess: feed log/sign preprocessed inputs (True, the paper) or the raw
-      loss and gradient (004_1039c1b988ad2642's variant).
+      loss and gradient (the variant of Huisman et al., Stateless Neural
+      Meta-Learning using Second-Order Gradients).
     seed: seed of the initial meta-weights.
     fused: run the step with the fused CPU kernel when it is available.
     input_gate_scale: the step is `theta_t = f_t * theta_{t-1} -
@@ -79,60 +79,28 @@ class MetaLSTM(UpdateRule):
                fused: bool = True, input_gate_scale: float = 1.0,
                forget_toward_init: bool = False,
                per_parameter_lr: bool = False, **kwargs):
-    super().__init__(initial_theta, **kwargs)
     if not input_gate_scale > 0:
       raise ValueError("input_gate_scale must be positive, got "
                        f"{input_gate_scale!r}.")
+    super().__init__(initial_theta, hidden_size=hidden_size,
+                     preprocess=preprocess, seed=seed, **kwargs)
     self.input_gate_scale = float(input_gate_scale)
     self.forget_toward_init = bool(forget_toward_init)
+    self.fused = fused
     self.log_alpha = None
     if per_parameter_lr:
       self.log_alpha = self.add_weight(shape=(self.num_params,),
                                        initializer="zeros", name="log_alpha")
-    self.hidden_size, self.preprocess, self.fused = (hidden_size, preprocess,
-                                                     fused)
-    in_size = 4 if preprocess else 2
-    seeds = iter(range(0 if seed is None else seed, 10 ** 9))
-
-    def uniform(lo, hi):
-      return keras.initializers.RandomUniform(
-          lo, hi, seed=None if seed is None else next(seeds))
-
-    w = uniform(-0.01, 0.01)
-    self.lstm_kernel = self.add_weight(
-        shape=(in_size + hidden_size, 4 * hidden_size), initializer=w,
-        name="lstm_kernel")
-    self.lstm_bias = self.add_weight(shape=(4 * hidden_size,),
-                                     initializer=uniform(-0.01, 0.01),
-                                     name="lstm_bias")
-    self.w_input = self.add_weight(shape=(hidden_size + 2, 1),
-                                   initializer=uniform(-0.01, 0.01),
-                                   name="w_input")
-    self.w_forget = self.add_weight(shape=(hidden_size + 2, 1),
-                                    initializer=uniform(-0.01, 0.01),
-                                    name="w_forget")
-    self.b_input = self.add_weight(shape=(1,), initializer=uniform(-5.0, -4.0),
-                                   name="b_input")
-    self.b_forget = self.add_weight(shape=(1,), initializer=uniform(4.0, 6.0),
-                                    name="b_forget")
+    self.w_input = self.gate_weight("input")
+    self.w_forget = self.gate_weight("forget")
+    self.b_input = self.gate_bias("input", -5.0, -4.0)
+    self.b_forget = self.gate_bias("forget", 4.0, 6.0)
     self.built = True
 
   def init_state(self, theta):
-    zeros_h = tf.zeros([self.hidden_size, tf.shape(theta)[0]], theta.dtype)
+    zeros_h = self.zero_hidden(theta)
     zeros = tf.zeros_like(theta)
     return MetaLSTMState(h=zeros_h, c=zeros_h, f=zeros, i=zeros)
-
-  def _inputs(self, grad, loss, module=None):
-    """Loss features `[L]` (shared by all coordinates) and per-coordinate
-    gradient features `[G, P]`: preprocessed L = G = 2; raw L = G = 1.
-    With the kernels' op `module`, the preprocessing is its one-op
-    `log_and_sign`."""
-    if self.preprocess:
-      if module is not None:
-        return (module.log_and_sign(loss, p=DEFAULT_P),
-                module.log_and_sign(grad, p=DEFAULT_P))
-      return log_and_sign(loss), log_and_sign(grad, axis=0)
-    return loss[None], grad[None, :]
 
   @property
   def per_parameter_lr(self) -> bool:
@@ -181,16 +149,7 @@ class MetaLSTM(UpdateRule):
     module = kernels.meta_lstm_cell() if self.fused else None
     if module is not None:
       return self._fused_step(module, theta, grad, loss, state)
-    # Layer 1: a standard LSTM, all coordinates at once ([features, P]).
-    loss_in, grad_in = self._inputs(grad, loss)
-    p = tf.shape(grad)[0]
-    loss_in = tf.broadcast_to(loss_in[:, None], [loss_in.shape[0], p])
-    x = tf.concat([loss_in, grad_in, state.h], axis=0)
-    z = (tf.matmul(self.lstm_kernel, x, transpose_a=True) +
-         self.lstm_bias[:, None])
-    zi, zf, zg, zo = tf.split(z, 4, axis=0)
-    c = tf.sigmoid(zf) * state.c + tf.sigmoid(zi) * tf.tanh(zg)
-    h = tf.sigmoid(zo) * tf.tanh(c)
+    h, c = self.layer1(grad, loss, state.h, state.c)
     # Layer 2: W [h, theta, gate] as one [2, hidden] x [hidden, P] product
     # for both gates plus per-coordinate terms (no [P, hidden + 2] concat).
     n = self.hidden_size
@@ -204,6 +163,14 @@ class MetaLSTM(UpdateRule):
     new_theta = f * theta - i * self._cell_grad(grad)
     return new_theta, MetaLSTMState(h=h, c=c, f=f, i=i)
 
+  has_gates = True
+
   @staticmethod
   def gates(state: MetaLSTMState):
     return {"input_gate": state.i, "forget_gate": state.f}
+
+  def summaries(self, layout):
+    if self.log_alpha is None:
+      return {}
+    return per_layer("alpha", tf.exp(tf.convert_to_tensor(self.log_alpha)),
+                     layout)

@@ -1,7 +1,8 @@
 """Plain SGD from a meta-learned initialisation (MAML's inner loop).
 
 Behind the same interface as the learned rules; `learn_step_size` makes the
-step size a meta-parameter too (the "Adaptive SGD" variant of 000_cda7dfe2).
+step size a meta-parameter too (the "Adaptive SGD" of Furrer et al., Meta-Learner
+LSTM for Few Shot Learning).
 """
 
 import tensorflow as tf
@@ -31,3 +32,6 @@ class SGD(UpdateRule):
 
   def step(self, theta, grad, loss, state):
     return theta - self.step_size * grad, state
+
+  def summaries(self, layout):
+    return {"step_size": tf.convert_to_tensor(self.step_size)}
