@@ -146,6 +146,9 @@ def main(argv):
                   stop_requested=stop)
     except KeyboardInterrupt:
       return 130  # The trainer saved a checkpoint and said how to resume.
+    except FloatingPointError as e:
+      sys.stderr.write(f"error: {e}\n")
+      return 1
     finally:  # Testing and export stop at once again.
       signal.signal(signal.SIGTERM, signal.SIG_DFL)
       signal.signal(signal.SIGINT, signal.default_int_handler)

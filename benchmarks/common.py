@@ -23,10 +23,10 @@ def ravi_1shot_config(dataset: str, logdir: str, **overrides) -> TrainConfig:
 
 
 def build_with_episodes(config: TrainConfig, data_dir, cache_dir, n: int):
-  """(task, rule, trainer, the first `n` training meta-batches)."""
-  task, rule, trainer = builder.build(config, data_dir, cache_dir)
+  """(task, method, trainer, the first `n` training meta-batches)."""
+  task, method, trainer = builder.build(config, data_dir, cache_dir)
   it = iter(task.train_dataset(0))
-  return task, rule, trainer, [next(it) for _ in range(n)]
+  return task, method, trainer, [next(it) for _ in range(n)]
 
 
 def median_seconds_per_call(fn, inputs, rounds: int = 1) -> float:

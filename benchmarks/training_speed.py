@@ -13,6 +13,7 @@ used PyTorch port does 2.8 and 1.2 episodes/s on these configurations on
 this machine type; the target is 3x that.
 """
 
+import itertools
 import resource
 
 from absl import app
@@ -28,6 +29,11 @@ flags.DEFINE_integer("steps", 40, "Timed meta-training steps per round.")
 flags.DEFINE_integer("rounds", 1, "Timed rounds per setting; the median "
                      "round is reported (robust to a busy shared machine).")
 flags.DEFINE_list("datasets", ["omniglot", "mini_imagenet"], "Datasets.")
+flags.DEFINE_list("methods", ["meta_lstm"], "Methods to time (--method "
+                  "names, or 'all'), each on the same Ravi configuration "
+                  "(12 inner steps of batch 5) with its default options; "
+                  "the fused kernel covers meta_lstm only, the others run "
+                  "on TensorFlow ops in every mode.")
 MODES = ("fused", "ops", "xla")
 flags.DEFINE_list("modes", list(MODES), "Step variants to time: "
                   "fused (the default: fused meta-LSTM kernel), ops "
@@ -65,28 +71,32 @@ def _learner_only_fn(learner, theta0, config):
 
 def main(argv):
   del argv
-  for dataset in FLAGS.datasets:
-    for mode in FLAGS.modes:
-      if mode not in MODES:
-        raise app.UsageError(f"--modes: unknown mode {mode!r}; use one of "
-                             f"{', '.join(MODES)}.")
-      config = common.ravi_1shot_config(
-          dataset, f"/tmp/metalstm_bench_{dataset}_{mode}",
-          xla=mode == "xla", fused_kernel=mode == "fused")
-      task, rule, trainer, batches = common.build_with_episodes(
-          config, FLAGS.data_dir, FLAGS.cache_dir, FLAGS.steps)
-      step_time = common.median_seconds_per_call(trainer.train_step, batches,
-                                                 FLAGS.rounds)
-      learner_fn = _learner_only_fn(task.learner, rule.initial_theta(), config)
-      single = [tf.nest.map_structure(lambda t: t[0], b) for b in batches]
-      learner_time = common.median_seconds_per_call(learner_fn, single,
-                                                    FLAGS.rounds)
-      rate = 1.0 / step_time
-      print(f"train {dataset} 5-way 1-shot {mode}: {rate:.2f} episodes/s "
-            f"({rate / REFERENCE[dataset]:.1f}x the PyTorch port's "
-            f"{REFERENCE[dataset]}); episode {step_time * 1e3:.0f} ms vs "
-            f"learner fwd/bwd alone {learner_time * 1e3:.0f} ms: ratio "
-            f"{step_time / learner_time:.2f}", flush=True)
+  from metalstm_tf import methods
+  names = methods.names() if FLAGS.methods == ["all"] else FLAGS.methods
+  for dataset, method, mode in itertools.product(FLAGS.datasets, names,
+                                                 FLAGS.modes):
+    if mode not in MODES:
+      raise app.UsageError(f"--modes: unknown mode {mode!r}; use one of "
+                           f"{', '.join(MODES)}.")
+    config = common.ravi_1shot_config(
+        dataset, f"/tmp/metalstm_bench_{dataset}_{mode}",
+        xla=mode == "xla", fused_kernel=mode == "fused", method=method)
+    task, _, trainer, batches = common.build_with_episodes(
+        config, FLAGS.data_dir, FLAGS.cache_dir, FLAGS.steps)
+    step_time = common.median_seconds_per_call(trainer.train_step, batches,
+                                               FLAGS.rounds)
+    learner_fn = _learner_only_fn(task.learner, task.learner.initial_theta(),
+                                  config)
+    single = [tf.nest.map_structure(lambda t: t[0], b) for b in batches]
+    learner_time = common.median_seconds_per_call(learner_fn, single,
+                                                  FLAGS.rounds)
+    rate = 1.0 / step_time
+    print(f"train {dataset} 5-way 1-shot {method} {mode}: {rate:.2f} "
+          f"episodes/s "
+          f"({rate / REFERENCE[dataset]:.1f}x the PyTorch port's "
+          f"{REFERENCE[dataset]}); episode {step_time * 1e3:.0f} ms vs "
+          f"learner fwd/bwd alone {learner_time * 1e3:.0f} ms: ratio "
+          f"{step_time / learner_time:.2f}", flush=True)
   peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   print(f"peak resident memory: {peak_mb:.0f} MB", flush=True)
 

@@ -32,6 +32,10 @@ from metalstm_tf.episodes import Episode
 from metalstm_tf.methods.base import Method
 from metalstm_tf.tasks import Task
 
+class NonFiniteError(FloatingPointError):
+  """The meta-parameters became NaN or infinite."""
+
+
 NUM_TRACKED_COORDINATES = 8  # Coordinates whose traces (gates) are plotted.
 
 
@@ -208,7 +212,13 @@ class MetaTrainer:
     self.optimizer.apply_gradients(zip(grads,
                                        self.method.trainable_variables))
     stats["grad_norm"] = norm
+    stats["params_finite"] = self._all_finite()
     return stats
+
+  def _all_finite(self) -> tf.Tensor:
+    """Whether every meta-parameter is finite (a scalar bool)."""
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v))
+                          for v in self.method.trainable_variables])
 
   def _train_step_impl(self, batch: Episode):
     stats = self.strategy.run(self._replica_step, args=(batch,))
@@ -275,7 +285,7 @@ class MetaTrainer:
     with self.writer("val").as_default(step=step):
       tf.summary.scalar("loss", result["loss"])
       tf.summary.scalar(self.task.metric, result["mean"])
-    improved = self._is_better(result["mean"])
+    improved = self._is_better(result["mean"]) and bool(self._all_finite())
     if improved:
       self.best_metric.assign(result["mean"])
       self.best_episode.assign(step)
@@ -309,6 +319,13 @@ class MetaTrainer:
     logging.info("Loaded the best meta-learner from %s.", path)
 
   def save(self) -> str:
+    """Writes a checkpoint; refuses non-finite meta-parameters (the last
+    good checkpoint is then kept)."""
+    if not bool(self._all_finite()):
+      raise NonFiniteError(
+          f"The meta-parameters are not finite at episode "
+          f"{int(self.episode.numpy())}; not saving them. The last good "
+          f"checkpoint, {self.manager.latest_checkpoint}, is kept.")
     return self.manager.save(checkpoint_number=int(self.episode.numpy()))
 
   def fit(self, on_progress: Callable[[int, int, dict], None] | None = None,
@@ -353,6 +370,13 @@ class MetaTrainer:
           raise KeyboardInterrupt
         consistent = False
         stats = self.train_step(batch)
+        if not bool(stats["params_finite"]):
+          raise NonFiniteError(
+              f"The meta-parameters became non-finite in the meta-update of "
+              f"episode {before} (learning rate {self.current_lr():g}, clip "
+              f"{c.clip:g}). Training stopped; the last good checkpoint, "
+              f"{self.manager.latest_checkpoint}, is kept. Lower --lr or "
+              "--clip and resume with the same --logdir.")
         if int(stats["skipped"]):
           skipped += 1
           logging.log_every_n_seconds(

@@ -8,7 +8,6 @@ learned initialisation (and whatever else is learned), and the inner loop of
 
 import contextlib
 
-import tensorflow as tf
 
 from metalstm_tf import inner_loop
 from metalstm_tf.methods.base import EpisodeOutput, Method

@@ -1,0 +1,217 @@
+"""The conformance suite: every registered method passes every test here.
+
+Parametrised over `metalstm_tf.methods.REGISTRY` (plus the meta-learner
+LSTM with all its cell options on), so a new method is tested by
+registering it. Where a property does not apply, the method's declared
+capabilities (`uses_gradients`, `second_order`) say so, never its name.
+"""
+
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import build, tiny_config
+from metalstm_tf import export, methods
+
+CASES = [(name, {}) for name in methods.names()] + [
+    ("meta_lstm", {"forget_toward_init": True, "per_parameter_lr": True,
+                   "input_gate_scale": 2.0})]
+IDS = [name + ("+options" if options else "") for name, options in CASES]
+
+
+def _config(tmp_path, case, **overrides):
+  name, options = case
+  args = dict(options)
+  if name in ("maml", "fomaml", "adaptive_sgd"):
+    args.setdefault("inner_lr", 0.01)
+  if name == "meta_sgd":
+    args.setdefault("alpha_low", 0.01)
+    args.setdefault("alpha_high", 0.02)
+  args.update(overrides)
+  return tiny_config(tmp_path, method=name, **args)
+
+
+def _weights(method):
+  return [v.numpy().copy() for v in method.trainable_variables]
+
+
+def _batch(task):
+  return next(iter(task.train_dataset(0)))
+
+
+@pytest.fixture(params=CASES, ids=IDS)
+def case(request):
+  return request.param
+
+
+def test_shapes_and_finite_non_zero_meta_gradients(tmp_path, case):
+  config = _config(tmp_path, case)
+  task, method, trainer = build(config)
+  episode = tf.nest.map_structure(lambda t: t[0], _batch(task))
+  out = method.run(episode.support_images, episode.support_labels,
+                   episode.query_images)
+  assert out.outputs.shape == (config.way * config.queries, config.way)
+  assert method.trainable_variables
+  grads, stats = trainer._meta_gradients(_batch(task))
+  assert np.isfinite(float(stats["loss"]))
+  for g, v in zip(grads, method.trainable_variables):
+    assert g is not None, v.path
+    g = g.numpy()
+    assert np.isfinite(g).all(), v.path
+    assert np.abs(g).max() > 0, v.path
+
+
+def test_first_and_second_order_are_what_the_method_declares(tmp_path, case):
+  """A second-order method's meta-gradient keeps the path through the
+  learner's gradients: cutting that path changes it. A first-order one has
+  cut it already: keeping it would change the meta-gradient."""
+  task, method, trainer = build(_config(tmp_path, case))
+  if not method.uses_gradients:
+    pytest.skip("the method is not fed the learner's gradients")
+  batch = _batch(task)
+  declared, _ = trainer._meta_gradients(batch)
+  declared_order = method.second_order
+  method._second_order = not declared_order  # the other variant, same weights
+  other, _ = tf.function(trainer._meta_gradients_impl)(batch)
+  method._second_order = declared_order
+  difference = max(float(tf.reduce_max(tf.abs(a - b)))
+                   for a, b in zip(declared, other))
+  scale = max(float(tf.reduce_max(tf.abs(a))) for a in declared)
+  assert difference > 1e-4 * scale
+  # The declared variant is the one the trainer computes, again.
+  again, _ = trainer._meta_gradients(batch)
+  for a, b in zip(declared, again):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_fits_one_synthetic_episode(tmp_path, case):
+  config = _config(tmp_path, case, lr=1e-2, clip=1.0)
+  task, method, trainer = build(config)
+  episode = _batch(task)
+  # Query set = support set: the adapted learner must fit it.
+  episode = episode._replace(query_images=episode.support_images,
+                             query_labels=episode.support_labels)
+  first = float(trainer.train_step(episode)["loss"])
+  for _ in range(100):
+    stats = trainer.train_step(episode)
+  assert float(stats["loss"]) < 0.5 * first
+  assert float(stats["metric"]) == 1.0
+
+
+@pytest.fixture
+def deterministic_ops():
+  """TensorFlow's deterministic kernels for one test (XLA has no
+  deterministic max-pool gradient, so they must not outlive it)."""
+  from tensorflow.python.framework import config
+  config.enable_op_determinism()
+  yield
+  config.disable_op_determinism()
+
+
+def test_seeded_runs_repeat_and_resume_exactly(tmp_path, case,
+                                               deterministic_ops):
+  _, method_a, straight = build(_config(tmp_path / "a", case))
+  straight.fit()
+  _, method_b, again = build(_config(tmp_path / "b", case))
+  again.fit()
+  for a, b in zip(_weights(method_a), _weights(method_b)):
+    np.testing.assert_array_equal(a, b)
+
+  def interrupt(episode, total, stats):
+    if episode == 5:
+      raise KeyboardInterrupt
+  _, _, first = build(_config(tmp_path / "c", case))
+  with pytest.raises(KeyboardInterrupt):
+    first.fit(on_progress=interrupt)
+  assert first.manager.latest_checkpoint.endswith("ckpt-5")
+  _, method_c, resumed = build(_config(tmp_path / "c", case))  # a new process
+  resumed.fit()
+  assert int(resumed.episode.numpy()) == 8
+  assert int(resumed.optimizer.iterations.numpy()) == 8
+  for a, b in zip(_weights(method_a), _weights(method_c)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+  assert float(resumed.best_metric.numpy()) == pytest.approx(
+      float(straight.best_metric.numpy()))
+
+
+def test_xla_and_graph_steps_agree(tmp_path, case):
+  results = []
+  for xla in (False, True):
+    # 5 shots: batch norm over 15 images is better conditioned than over 3.
+    task, method, trainer = build(_config(tmp_path / str(xla), case, xla=xla,
+                                          shot=5, inner_batch_size=15))
+    batch = _batch(task)
+    grads, stats = trainer._meta_gradients(batch)
+    trainer.train_step(batch)
+    results.append((grads, float(stats["loss"]), _weights(method)))
+  (g0, l0, w0), (g1, l1, w1) = results
+  assert l0 == pytest.approx(l1, rel=1e-4)
+  # Second-order meta-gradients through batch norm over few images amplify
+  # float32 rounding (XLA orders sums differently): relative differences of
+  # about 1e-2 of the largest entry were measured at these sizes.
+  tolerance = 2e-2 if trainer.method.second_order else 1e-3
+  for a, b in zip(g0, g1):
+    scale = float(np.abs(a.numpy()).max())
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=2e-3,
+                               atol=tolerance * scale + 1e-8)
+  # Adam divides by sqrt(v): where a gradient is ~0 its rounding can flip
+  # the sign of that entry's step (lr = 1e-3), hence the absolute tolerance.
+  for a, b in zip(w0, w1):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=2.1e-3)
+
+
+def test_saved_model_runs_without_the_project(tmp_path, case):
+  config = _config(tmp_path, case)
+  task, method, trainer = build(config)
+  trainer.fit()
+  for v in method.trainable_variables:  # far from any initial value
+    v.assign(v + 0.05 * np.random.default_rng(0).normal(
+        size=v.shape).astype(np.float32))
+  path = export.export_saved_model(tmp_path / "sm", method,
+                                   config.way * config.shot,
+                                   task.learner.example_shape)
+  episodes = list(task.eval_dataset("test", 3))
+  np.savez(tmp_path / "ep.npz",
+           **{f"{f}{i}": getattr(e, f).numpy()
+              for i, e in enumerate(episodes) for f in e._fields})
+  expected = [trainer.eval_step(e) for e in episodes]
+  script = textwrap.dedent(f"""
+      import sys, json, numpy as np, tensorflow as tf
+      m = tf.saved_model.load({str(path)!r})
+      f = m.signatures["adapt_and_predict"]
+      d = np.load({str(tmp_path / 'ep.npz')!r})
+      acc = []
+      for i in range(3):
+        out = f(support_images=tf.constant(d[f"support_images{{i}}"]),
+                support_labels=tf.constant(d[f"support_labels{{i}}"]),
+                query_images=tf.constant(d[f"query_images{{i}}"]))
+        pred = np.argmax(out["logits"].numpy(), -1)
+        acc.append(float(np.mean(pred == d[f"query_labels{{i}}"])))
+      assert not any(k.startswith(("metalstm_tf", "data_prep")) for k in sys.modules)
+      print(json.dumps(acc))
+  """)
+  env = dict(os.environ, PYTHONPATH="")
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                       text=True, cwd=tmp_path, env=env)
+  assert out.returncode == 0, out.stderr[-2000:]
+  got = [float(x) for x in re.findall(r"[\d.]+", out.stdout.splitlines()[-1])]
+  np.testing.assert_allclose(got, [float(e["metric"]) for e in expected],
+                             atol=1e-6)
+
+
+def test_every_method_has_documented_frozen_options():
+  for name in methods.names():
+    spec = methods.get(name)
+    options = spec.default_options("omniglot", 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+      setattr(options, dataclasses.fields(options)[0].name, None)
+    for field in dataclasses.fields(options):
+      assert field.metadata.get("help"), (name, field.name)
+    assert spec.summary
