@@ -15,16 +15,25 @@ The last line printed is
 """
 
 import json
+import logging as std_logging
 import math
+import os
 import pathlib
 import signal
 import sys
 import time
 
-import flags as metalstm_flags  # Defines the flags.
-from absl import app
-from absl import flags as absl_flags
-from absl import logging
+# TensorFlow's C++ INFO notices (oneDNN, CUDA probing) stay quiet unless
+# --verbosity (or -v) is given; this must be decided before TensorFlow loads.
+if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+import flags as metalstm_flags  # noqa: E402  (defines the flags)
+from absl import app  # noqa: E402
+from absl import flags as absl_flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+PROJECT = pathlib.Path(__file__).resolve().parent
 
 FLAGS = metalstm_flags.FLAGS
 absl_flags.adopt_module_key_flags(metalstm_flags)  # `--help` lists them.
@@ -49,13 +58,34 @@ class ProgressBar:
     filled = int(self.width * episode / total)
     bar = "=" * filled + "." * (self.width - filled)
     line = (f"[{bar}] {episode}/{total} {rate:.2f} ep/s ETA "
-            f"{time.strftime('%H:%M:%S', time.gmtime(eta))} loss "
+            f"{_duration(eta)} loss "
             f"{stats.get('loss', math.nan):.4f} {self.metric} "
             f"{stats.get('metric', math.nan) * self.scale:.3f}")
     sys.stderr.write(("\r" + line) if self.tty else (line + "\n"))
     if finished and self.tty:
       sys.stderr.write("\n")
     sys.stderr.flush()
+
+
+def _duration(seconds: float) -> str:
+  """`H:MM:SS`, with a day count past 24 hours (`2d 03:04:05`)."""
+  seconds = int(min(seconds, 99 * 86400))
+  days, rest = divmod(seconds, 86400)
+  text = time.strftime("%H:%M:%S", time.gmtime(rest))
+  return f"{days}d {text}" if days else text
+
+
+def _quiet_other_libraries() -> None:
+  """Below WARNING, only this project's own log lines reach the console
+  (TensorFlow's INFO chatter, e.g. on every checkpoint, stays out); with
+  --verbosity given, everything at that level does."""
+
+  def ours(record):
+    return (record.levelno >= std_logging.WARNING or
+            record.pathname.startswith(str(PROJECT)))
+  logging.get_absl_handler().addFilter(ours)
+  # TensorFlow's Python logger also prints through a handler of its own.
+  std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
 
 
 def result_line(config, metric: str, split: str, result: dict) -> str:
@@ -75,6 +105,9 @@ def export(config, task, method, logdir):
       label_dtype=tf.int32 if task.metric == "accuracy" else tf.float32,
       label_shape=() if task.metric == "accuracy" else (1,))
   logging.info("Exported the SavedModel to %s.", path)
+
+
+_RUN_LOCK = None  # this process's lock on its run directory
 
 
 class _StopRequest:
@@ -101,13 +134,27 @@ class _StopRequest:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.INFO)
+    _quiet_other_libraries()
   import keras
   import data_prep
   from data_prep.cache import atomic_write_text
   from metalstm_tf.config import TrainConfig
+  from metalstm_tf.run_lock import RunLock, RunLocked
   mode = FLAGS.mode
   record = pathlib.Path(metalstm_flags.default_logdir()) / "config.json"
+  if record.parent.exists() and not record.parent.is_dir():
+    sys.stderr.write(f"error: --logdir {record.parent} is a file, not a "
+                     "directory. Give a directory (it is created if "
+                     "missing).\n")
+    return 2
+  try:
+    global _RUN_LOCK  # held until the process exits
+    _RUN_LOCK = RunLock(record.parent).acquire()
+  except RunLocked as e:
+    sys.stderr.write(f"error: {e}\n")
+    return 1
   try:
     stored = (TrainConfig.from_dict(json.loads(record.read_text()))
               if record.is_file() else None)

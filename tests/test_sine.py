@@ -154,3 +154,24 @@ def test_interrupted_command_saves_and_resumes(tmp_path, sig):
   mean = float(re.search(r"query MSE: mean (\S+)", analysis.stdout).group(1))
   assert mean == pytest.approx(reported, rel=1e-3, abs=1e-5)
   assert "support MSE after adaptation" in analysis.stdout
+
+
+def test_console_shows_no_tensorflow_info_lines(tmp_path):
+  """At the default verbosity the console has the progress bar, this
+  project's log lines and the RESULT line, not TensorFlow's INFO chatter
+  (e.g. a 'Sharding callback duration' line at every checkpoint)."""
+  out = subprocess.run(
+      [sys.executable, "main.py", "--dataset=sine", "--shots=5",
+       "--episodes=40", "--val_every=20", "--val_episodes=5",
+       "--test_episodes=5", "--hidden_size=4", "--checkpoint_every=10",
+       f"--logdir={tmp_path / 'run'}"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  # (TensorFlow's C++ start-up notices, written before its logging is
+  # initialised, are not Python log lines and are not filtered.)
+  python_info = re.findall(r"^I\d{4} [\d:.]+ +\d+ (\S+?\.py):\d+\]",
+                           out.stderr, re.MULTILINE)
+  assert python_info and set(python_info) <= {"main.py", "trainer.py"}, (
+      set(python_info))
+  assert "INFO:tensorflow" not in out.stderr
+  assert "Validation at episode 40" in out.stderr
