@@ -211,7 +211,28 @@ def test_every_method_has_documented_frozen_options():
     spec = methods.get(name)
     options = spec.default_options("omniglot", 1)
     with pytest.raises(dataclasses.FrozenInstanceError):
-      setattr(options, dataclasses.fields(options)[0].name, None)
+      setattr(options, "anything", None)
     for field in dataclasses.fields(options):
       assert field.metadata.get("help"), (name, field.name)
     assert spec.summary
+
+
+def test_protonet_logits_are_negative_squared_distances_to_class_means(
+    tmp_path):
+  task, method, _ = build(tiny_config(tmp_path, method="protonet",
+                                      shot=2, inner_batch_size=6))
+  episode = tf.nest.map_structure(lambda t: t[0], _batch(task))
+  logits = method.run(episode.support_images, episode.support_labels,
+                      episode.query_images).outputs.numpy()
+  support = method.embed(episode.support_images).numpy().astype(np.float64)
+  query = method.embed(episode.query_images).numpy().astype(np.float64)
+  labels = episode.support_labels.numpy()
+  want = np.stack([-((query - support[labels == c].mean(0)) ** 2).sum(1)
+                   for c in range(3)], axis=1)
+  np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-3)
+  # The prototypes do not depend on the order of the support set.
+  order = np.random.default_rng(0).permutation(len(labels))
+  shuffled = method.run(tf.gather(episode.support_images, order),
+                        tf.gather(episode.support_labels, order),
+                        episode.query_images).outputs.numpy()
+  np.testing.assert_allclose(shuffled, logits, rtol=1e-4, atol=1e-3)

@@ -65,16 +65,23 @@ class Conv4Learner(Learner):
     self.add_weight(shape=(way,), initializer="zeros", name="logits_bias")
     self.built = True
 
+  NUM_BODY_PARAMS = 16  # 4 blocks x (kernel, bias, gamma, beta)
+
   def forward(self, params: list[tf.Tensor], x: tf.Tensor) -> tf.Tensor:
     """Logits `[B, way]` of images `x` `[B, H, W, C]`."""
+    x = self.features(params[:self.NUM_BODY_PARAMS], x)
+    return tf.matmul(x, params[16]) + params[17]
+
+  def features(self, params: list[tf.Tensor], x: tf.Tensor) -> tf.Tensor:
+    """The four blocks' output, flattened: `[B, feature_size]`; `params`
+    are the first `NUM_BODY_PARAMS` (the classifier's are not used)."""
     for i in range(4):
       kernel, bias, gamma, beta = params[4 * i:4 * i + 4]
       x = tf.nn.conv2d(x, kernel, strides=1, padding="SAME") + bias
       x = batch_norm(x, gamma, beta)
       x = tf.nn.relu(x)
       x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
-    x = tf.reshape(x, [-1, self.feature_size])
-    return tf.matmul(x, params[16]) + params[17]
+    return tf.reshape(x, [-1, self.feature_size])
 
   def loss(self, outputs, y):
     return tf.reduce_mean(

@@ -1,0 +1,66 @@
+"""`protonet`: Prototypical Networks (Snell et al. 2017, Prototypical
+Networks for Few-shot Learning). The Conv-4 learner without its classifier
+is the embedding; a class's prototype is the mean embedding of its support
+images; a query's logits are the negative squared Euclidean distances to the
+prototypes. No inner loop: the embedding is the meta-parameter.
+
+Batch norm normalises the support and the query images each with their own
+batch's statistics, as the learners of the gradient-fed methods do.
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+from metalstm_tf.learners.conv4 import Conv4Learner
+from metalstm_tf.methods.base import EpisodeOutput, Method
+from metalstm_tf.methods.registry import MethodSpec, register
+
+
+class ProtoNet(Method):
+  """Args: learner: a `Conv4Learner` (its body's weights start the
+  embedding)."""
+
+  def __init__(self, learner: Conv4Learner, **kwargs):
+    super().__init__(learner, **kwargs)
+    sizes = learner.layout.sizes[:Conv4Learner.NUM_BODY_PARAMS]
+    self._sizes, self._shapes = sizes, learner.layout.shapes[:len(sizes)]
+    self.embedding = self.add_weight(shape=(sum(sizes),), initializer="zeros",
+                                     name="embedding")
+    self.embedding.assign(learner.initial_theta()[:sum(sizes)])
+    self.built = True
+
+  def embed(self, x):
+    parts = tf.split(tf.convert_to_tensor(self.embedding), self._sizes)
+    params = [tf.reshape(p, s) for p, s in zip(parts, self._shapes)]
+    return self.learner.features(params, x)
+
+  def run(self, support_x, support_y, query_x, keep_steps=False):
+    one_hot = tf.one_hot(support_y, self.learner.way)  # [S, way]
+    prototypes = tf.matmul(one_hot, self.embed(support_x), transpose_a=True)
+    prototypes /= tf.reduce_sum(one_hot, axis=0)[:, None]  # [way, D]
+    queries = self.embed(query_x)  # [Q, D]
+    distances = (tf.reduce_sum(tf.square(queries), 1, keepdims=True) -
+                 2.0 * tf.matmul(queries, prototypes, transpose_b=True) +
+                 tf.reduce_sum(tf.square(prototypes), 1)[None, :])
+    return EpisodeOutput(outputs=-distances, step_outputs=[], traces={})
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtoNetOptions:
+  """Prototypical Networks have no options beyond the general ones."""
+
+
+def build(options: ProtoNetOptions, learner, config):
+  if not isinstance(learner, Conv4Learner):
+    raise ValueError("--method=protonet classifies images: it needs "
+                     "--dataset=omniglot or --dataset=mini_imagenet, not "
+                     f"{config.dataset}.")
+  return ProtoNet(learner)
+
+
+SPEC = register(MethodSpec(
+    name="protonet", options=ProtoNetOptions, build=build,
+    summary="Prototypical Networks: class means of a meta-learned Conv-4 "
+            "embedding, no inner loop (Snell et al. 2017)",
+    config_defaults=lambda dataset, shots: {"filters": 64}))
