@@ -105,37 +105,65 @@ def test_short_meta_training_beats_the_unadapted_initialisation(tmp_path):
   assert (tmp_path / "run" / "predictions.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_command_saves_and_resumes(tmp_path, sig):
-  """Ctrl-C or kill: a checkpoint, exit code 130, and the same command
-  continues from it."""
-  command = [sys.executable, "main.py", "--dataset=sine", "--shots=5",
-             "--episodes=100000", "--val_every=100000", "--val_episodes=10",
-             "--hidden_size=4",
-             f"--logdir={tmp_path / 'run'}"]
+def _final_weights(logdir):
+  reader = tf.train.load_checkpoint(str(logdir / "checkpoints"))
+  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+          if k.startswith("rule/")}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  """The reference: the interrupted runs' command, run straight through."""
+  logdir = tmp_path_factory.mktemp("straight") / "run"
+  out = subprocess.run(_INTERRUPT_COMMAND + [f"--logdir={logdir}"], cwd=REPO,
+                       capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, TF_DETERMINISTIC_OPS="1"))
+  assert out.returncode == 0, out.stderr[-3000:]
+  return out.stdout.strip().splitlines()[-1], _final_weights(logdir)
+
+
+_INTERRUPT_COMMAND = [
+    sys.executable, "main.py", "--dataset=sine", "--shots=5",
+    "--episodes=400", "--val_every=100", "--val_episodes=10",
+    "--test_episodes=4", "--hidden_size=4", "--checkpoint_every=50"]
+
+
+@pytest.mark.parametrize("sig, delay", [(signal.SIGINT, 0.0),
+                                        (signal.SIGTERM, 1.3)])
+def test_interrupted_command_resumes_bit_for_bit(tmp_path, sig, delay,
+                                                 uninterrupted):
+  """Ctrl-C or kill at any moment: a checkpoint, exit code 130, and the same
+  command continues to the same meta-parameters and RESULT line, bit for
+  bit, as a run that was never interrupted."""
+  command = _INTERRUPT_COMMAND + [f"--logdir={tmp_path / 'run'}"]
+  env = dict(os.environ, TF_DETERMINISTIC_OPS="1")
   log = tmp_path / "stderr.txt"
   with open(log, "w") as err:
-    proc = subprocess.Popen(command, cwd=REPO, stderr=err,
+    proc = subprocess.Popen(command, cwd=REPO, stderr=err, env=env,
                             stdout=subprocess.DEVNULL)
     checkpoints = tmp_path / "run" / "checkpoints"
     deadline = time.time() + 300
     while not list(checkpoints.glob("ckpt-*.index")):  # training is under way
       assert proc.poll() is None and time.time() < deadline, log.read_text()
-      time.sleep(0.5)
+      time.sleep(0.2)
+    time.sleep(delay)
     proc.send_signal(sig)
     assert proc.wait(timeout=120) == 130, log.read_text()[-3000:]
   output = log.read_text()
   saved = re.search(r"Interrupted: saved \S+ckpt-(\d+)", output)
   assert saved, output[-3000:]
   episode = int(saved.group(1))
-  assert episode > 0
-  resumed = subprocess.run(
-      command[:4] + [f"--episodes={episode + 2}", "--test_episodes=4"] +
-      command[5:], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert 0 < episode < 400
+  resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                           timeout=600, env=env)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert f"at episode {episode}." in resumed.stderr
-  assert resumed.stdout.strip().splitlines()[-1].startswith(
-      "RESULT dataset=sine")
+  line, weights = uninterrupted
+  assert resumed.stdout.strip().splitlines()[-1] == line
+  got = _final_weights(tmp_path / "run")
+  assert got.keys() == weights.keys() and weights
+  for name, value in weights.items():
+    np.testing.assert_array_equal(got[name], value, err_msg=name)
   if sig != signal.SIGTERM:
     return
   # The finished run feeds the error-analysis script, which re-adapts on the
