@@ -285,3 +285,39 @@ def test_multi_step_loss_is_the_weighted_query_loss_of_every_step(
     final = tape.gradient(losses[-1], rule.trainable_variables)
     assert max(float(tf.reduce_max(tf.abs(g - f)))
                for g, f in zip(grads, final)) > 1e-4
+
+
+@pytest.mark.parametrize("second_signal", [False, True])
+def test_a_signal_during_a_meta_update_still_resumes_exactly(
+    tmp_path, second_signal):
+  """The command line's handler as a signal would call it, in the middle of
+  the meta-update of episode 5 (after the update is applied, before the
+  episode counter moves). One signal: the run stops at the next boundary and
+  saves a consistent checkpoint; a second one: it stops at once and keeps
+  the last checkpoint. Either way the resumed run ends where an
+  uninterrupted one does."""
+  import signal
+  import main
+  _, method, straight = build(tiny_config(tmp_path / "a"))
+  straight.fit()
+  _, _, trainer = build(tiny_config(tmp_path / "b"))
+  stop = main._StopRequest()
+  step = trainer.train_step
+
+  def step_with_a_signal(batch):
+    stats = step(batch)
+    if int(trainer.episode.numpy()) == 4:  # the update of episode 5 is in
+      stop(signal.SIGTERM, None)
+      if second_signal:
+        stop(signal.SIGTERM, None)  # raises here, inside the meta-update
+    return stats
+  trainer.train_step = step_with_a_signal
+  with pytest.raises(KeyboardInterrupt):
+    trainer.fit(stop_requested=stop)
+  saved = trainer.manager.latest_checkpoint
+  assert saved.endswith("ckpt-4" if second_signal else "ckpt-5")
+  _, resumed_method, resumed = build(tiny_config(tmp_path / "b"))
+  resumed.fit()
+  for a, b in zip(method.trainable_variables,
+                  resumed_method.trainable_variables):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-8)
