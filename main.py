@@ -143,7 +143,7 @@ def main(argv):
   from metalstm_tf.config import TrainConfig
   from metalstm_tf.run_lock import RunLock, RunLocked
   mode = FLAGS.mode
-  record = pathlib.Path(metalstm_flags.default_logdir()) / "config.json"
+  record = pathlib.Path(metalstm_flags.run_logdir()) / "config.json"
   if record.parent.exists() and not record.parent.is_dir():
     sys.stderr.write(f"error: --logdir {record.parent} is a file, not a "
                      "directory. Give a directory (it is created if "

@@ -124,7 +124,8 @@ class ConfigMismatch(ValueError):
   """A command-line flag contradicts a run's stored configuration."""
 
 
-def default_logdir(f=FLAGS) -> str:
+def run_logdir(f=FLAGS) -> str:
+  """--logdir, or the default run directory the other flags name."""
   way = 1 if f.dataset == "sine" else f.ways
   return f.logdir or f"runs/{f.dataset}_{way}w{f.shots}s_seed{f.seed}"
 
@@ -169,7 +170,7 @@ def config_from_flags(f=FLAGS, stored: TrainConfig | None = None
     for name, value in flag_values(stored).items():
       if name not in present:
         values[name] = value
-  config = _config_from_values(values, present, f.logdir or default_logdir(f))
+  config = _config_from_values(values, present, run_logdir(f))
   if stored is not None:
     before, after = flag_values(stored), flag_values(config)
     for name in sorted(present - set(MUTABLE_FLAGS)):

@@ -91,7 +91,7 @@ class TrainConfig:
     if self.method_options is None:
       object.__setattr__(self, "method_options",
                          spec.default_options(self.dataset, self.shot))
-    elif not isinstance(self.method_options, spec.options):
+    elif type(self.method_options) is not spec.options:
       raise TypeError(f"method_options of {self.method!r} must be "
                       f"{spec.options.__name__}, got "
                       f"{type(self.method_options).__name__}.")

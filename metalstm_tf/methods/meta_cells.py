@@ -3,33 +3,16 @@ cells of Furrer et al., Meta-Learner LSTM for Few Shot Learning, on the same
 layer-1 LSTM as the paper's cell (TensorFlow ops; the fused kernel covers
 the paper's cell only)."""
 
-import dataclasses
-
 from metalstm_tf.methods.gradient import GradientMethod
-from metalstm_tf.methods.meta_lstm import coordinate_lstm_defaults
-from metalstm_tf.methods.registry import MethodSpec, option, register
+from metalstm_tf.methods.meta_lstm import (CoordinateLSTMOptions,
+                                          coordinate_lstm_defaults)
+from metalstm_tf.methods.registry import MethodSpec, register
 from metalstm_tf.update_rules.meta_complete_lstm import MetaCompleteLSTM
 from metalstm_tf.update_rules.meta_gru import MetaGRU
 
 
-@dataclasses.dataclass(frozen=True)
-class MetaCellOptions:
-  hidden_size: int = option(20, "Hidden units of the meta-learner's "
-                            "layer-1 LSTM.")
-  preprocess: bool = option(True, "Log/sign-preprocess the loss and gradient "
-                            "fed to the meta-learner (off: raw; default off "
-                            "for sine).")
-  second_order: bool = option(False, "Back-propagate through the learner's "
-                              "gradients.")
-
-  def __post_init__(self):
-    if not self.hidden_size > 0:
-      raise ValueError(f"--hidden_size must be positive, got "
-                       f"{self.hidden_size!r}.")
-
-
 def _builder(rule_class):
-  def build(options: MetaCellOptions, learner, config):
+  def build(options: CoordinateLSTMOptions, learner, config):
     rule = rule_class(learner.initial_theta(), hidden_size=options.hidden_size,
                       preprocess=options.preprocess, seed=config.seed)
     return GradientMethod(learner, rule, config.inner_steps,
@@ -38,11 +21,11 @@ def _builder(rule_class):
 
 
 GRU = register(MethodSpec(
-    name="meta_gru", options=MetaCellOptions, build=_builder(MetaGRU),
+    name="meta_gru", options=CoordinateLSTMOptions, build=_builder(MetaGRU),
     summary="GRU-like meta cell, one update gate (Furrer et al.)",
     option_defaults=coordinate_lstm_defaults))
 COMPLETE_LSTM = register(MethodSpec(
-    name="meta_complete_lstm", options=MetaCellOptions,
+    name="meta_complete_lstm", options=CoordinateLSTMOptions,
     build=_builder(MetaCompleteLSTM),
     summary="meta cell with an output gate (Furrer et al.'s Complete-LSTM)",
     option_defaults=coordinate_lstm_defaults))

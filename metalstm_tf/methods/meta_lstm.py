@@ -19,7 +19,8 @@ def coordinate_lstm_defaults(dataset: str, shots: int) -> dict:
 
 
 @dataclasses.dataclass(frozen=True)
-class MetaLSTMOptions:
+class CoordinateLSTMOptions:
+  """Options of every meta cell on the coordinate-wise layer-1 LSTM."""
   hidden_size: int = option(20, "Hidden units of the meta-learner's "
                             "layer-1 LSTM.")
   preprocess: bool = option(True, "Log/sign-preprocess the loss and gradient "
@@ -29,6 +30,15 @@ class MetaLSTMOptions:
                               "gradients (default: off, the paper's first "
                               "order; on for sine and the methods of "
                               "Finn et al., Li et al. and Huisman et al.).")
+
+  def __post_init__(self):
+    if not self.hidden_size > 0:
+      raise ValueError(f"--hidden_size must be positive, got "
+                       f"{self.hidden_size!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaLSTMOptions(CoordinateLSTMOptions):
   input_gate_scale: float = option(1.0, "The meta cell subtracts "
                                    "input_gate_scale * i_t * grad: the learned "
                                    "learning rate ranges over (0, "
@@ -42,9 +52,7 @@ class MetaLSTMOptions:
                                   "input gate.")
 
   def __post_init__(self):
-    if not self.hidden_size > 0:
-      raise ValueError(f"--hidden_size must be positive, got "
-                       f"{self.hidden_size!r}.")
+    super().__post_init__()
     if not self.input_gate_scale > 0:  # also refuses NaN
       raise ValueError("--input_gate_scale must be positive, got "
                        f"{self.input_gate_scale!r}. 1 is the paper's cell.")

@@ -30,11 +30,6 @@ def maml_config_defaults(dataset: str, shots: int) -> dict:
   return {"inner_steps": 1, "meta_batch_size": 25}
 
 
-def _check_lr(value):
-  if not value > 0:  # also refuses NaN
-    raise ValueError(f"--inner_lr must be positive, got {value!r}.")
-
-
 @dataclasses.dataclass(frozen=True)
 class MAMLOptions:
   inner_lr: float = option(0.01, "Inner-loop SGD step size (default: 0.4 on "
@@ -42,19 +37,14 @@ class MAMLOptions:
                            "initial value.")
 
   def __post_init__(self):
-    _check_lr(self.inner_lr)
+    if not self.inner_lr > 0:  # also refuses NaN
+      raise ValueError(f"--inner_lr must be positive, got {self.inner_lr!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
-class AdaptiveSGDOptions:
-  inner_lr: float = option(0.01, "Inner-loop SGD step size (default: 0.4 on "
-                           "Omniglot, 0.01 otherwise); for adaptive_sgd its "
-                           "initial value.")
+class AdaptiveSGDOptions(MAMLOptions):
   second_order: bool = option(False, "Back-propagate through the learner's "
                               "gradients.")
-
-  def __post_init__(self):
-    _check_lr(self.inner_lr)
 
 
 def _maml_builder(second_order: bool):

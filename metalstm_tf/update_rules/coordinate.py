@@ -11,7 +11,7 @@ in how they turn its hidden state into the parameter update.
 import keras
 import tensorflow as tf
 
-from metalstm_tf.preprocess import log_and_sign
+from metalstm_tf.preprocess import DEFAULT_P, log_and_sign
 from metalstm_tf.update_rules.base import UpdateRule
 
 
@@ -53,7 +53,6 @@ class CoordinateLSTMRule(UpdateRule):
     `log_and_sign`."""
     if self.preprocess:
       if module is not None:
-        from metalstm_tf.preprocess import DEFAULT_P
         return (module.log_and_sign(loss, p=DEFAULT_P),
                 module.log_and_sign(grad, p=DEFAULT_P))
       return log_and_sign(loss), log_and_sign(grad, axis=0)
