@@ -11,7 +11,14 @@ configuration in <logdir>/config.json; resuming, --mode=test and
 --mode=export read it back, so a run is always evaluated as it was trained.
 The last line printed is
 
-  RESULT dataset=... ways=... shots=... split=test metric=... mean=... ci95=... episodes=...
+  RESULT dataset=... ways=... shots=... split=test metric=... mean=... ci95=... episodes=... method=... queries=transductive
+
+the papers' protocol; for learners with batch norm the line before it is the
+same test with every query predicted on its own (queries=per_query).
+
+  python main.py --mode=predict --saved_model=DIR --support_dir=S --query_dir=Q
+
+classifies the images in Q after adapting to the class folders in S.
 """
 
 import json
@@ -88,23 +95,123 @@ def _quiet_other_libraries() -> None:
   std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
 
 
-def result_line(config, metric: str, split: str, result: dict) -> str:
+def result_line(config, metric: str, split: str, result: dict,
+                queries: str = "transductive") -> str:
   digits = 2 if metric == "accuracy" else 5
   return (f"RESULT dataset={config.dataset} ways={config.way} "
           f"shots={config.shot} split={split} metric={metric} "
           f"mean={result['mean']:.{digits}f} ci95={result['ci95']:.{digits}f} "
-          f"episodes={result['episodes']} method={config.method}")
+          f"episodes={result['episodes']} method={config.method} "
+          f"queries={queries}")
 
 
-def export(config, task, method, logdir):
+def parse_result_line(line: str) -> dict:
+  """`key=value` fields of a RESULT line."""
+  return dict(f.split("=", 1) for f in line.split()[1:])
+
+
+def export(config, task, method, trainer, results: list[str]):
+  """Writes <logdir>/saved_model with its metadata (`results`: the run's
+  RESULT lines)."""
+  from data_prep import conventions
   from metalstm_tf import export as export_lib
   import tensorflow as tf
-  input_shape = task.learner.example_shape
+  classifier = task.metric == "accuracy"
+  tests = {}
+  for line in results:
+    fields = parse_result_line(line)
+    tests[fields.get("queries", "transductive")] = {
+        "mean": float(fields["mean"]), "ci95": float(fields["ci95"]),
+        "episodes": int(fields["episodes"])}
+  best = float(trainer.best_metric.numpy())
+  metadata = {
+      "format": "metalstm-saved-model-1",
+      "task": "classification" if classifier else "regression",
+      "method": config.method, "dataset": config.dataset,
+      "ways": config.way, "shots": config.shot,
+      "input_convention": (conventions.BY_DATASET[config.dataset].as_dict()
+                           if config.dataset in conventions.BY_DATASET else
+                           {"description": "x in [-5, 5], one float per "
+                                           "point"}),
+      "command": metalstm_flags.command_line(config),
+      "config": config.to_dict(),
+      "metric": task.metric,
+      "validation": {"best": None if math.isnan(best) else best,
+                     "best_episode": int(trainer.best_episode.numpy()),
+                     "episodes": config.val_episodes,
+                     "queries": "transductive"},
+      "test": tests,
+      "trained_episodes": int(trainer.episode.numpy()),
+  }
   path = export_lib.export_saved_model(
-      logdir / "saved_model", method, config.way * config.shot, input_shape,
-      label_dtype=tf.int32 if task.metric == "accuracy" else tf.float32,
-      label_shape=() if task.metric == "accuracy" else (1,))
+      trainer.logdir / "saved_model", method, task.learner.example_shape,
+      label_dtype=tf.int32 if classifier else tf.float32,
+      label_shape=() if classifier else (1,), metadata=metadata)
   logging.info("Exported the SavedModel to %s.", path)
+
+
+def _model_dir() -> str:
+  return FLAGS.saved_model or str(
+      pathlib.Path(metalstm_flags.run_logdir()) / "saved_model")
+
+
+def evaluate_saved_model() -> int:
+  """--mode=evaluate: an exported model's accuracy on the fixed episodes of
+  its dataset's --eval_split, per query and transductive."""
+  import dataclasses
+  import data_prep
+  from metalstm_tf import predict as predict_lib
+  from metalstm_tf import saved_model_eval, tasks
+  from metalstm_tf.config import TrainConfig
+  try:
+    model, metadata = predict_lib.load_model(_model_dir())
+    config = TrainConfig.from_dict(metadata["config"])
+    if FLAGS["shots"].present:
+      config = dataclasses.replace(config, shot=FLAGS.shots)
+    split = FLAGS.eval_split
+    flag = f"{split}_episodes"
+    count = FLAGS[flag].value or getattr(config, flag)
+    task = tasks.image_task(
+        data_prep.load_splits(config.dataset, FLAGS.data_dir,
+                              FLAGS.cache_dir), config)
+  except (predict_lib.PredictError, data_prep.DatasetError, ValueError) as e:
+    sys.stderr.write(f"error: {e}\n")
+    return 1
+  logging.info("Evaluating %s on %d %s episodes of %s, %d-way %d-shot.",
+               _model_dir(), count, split, config.dataset, config.way,
+               config.shot)
+  for queries in ("per_query", "transductive"):
+    result = saved_model_eval.evaluate(
+        model, task.eval_dataset(split, count), queries)
+    print(result_line(config, "accuracy", split, result, queries) +
+          f" model={_model_dir()}", flush=True)
+  return 0
+
+
+def predict() -> int:
+  """--mode=predict: classify --query_dir after adapting to --support_dir."""
+  from metalstm_tf import predict as predict_lib
+  model_dir = _model_dir()
+  missing = [f"--{n}" for n in ("support_dir", "query_dir")
+             if not FLAGS[n].value]
+  if missing:
+    sys.stderr.write(f"error: --mode=predict needs {' and '.join(missing)}."
+                     "\n")
+    return 2
+  try:
+    model, metadata = predict_lib.load_model(model_dir)
+    predictions, names = predict_lib.predict(
+        model, metadata, FLAGS.support_dir, FLAGS.query_dir,
+        transductive=FLAGS.transductive, invert=FLAGS.invert)
+    predict_lib.write_csv(FLAGS.predictions, predictions, names)
+  except predict_lib.PredictError as e:
+    sys.stderr.write(f"error: {e}\n")
+    return 1
+  for p in predictions:
+    print(f"{p.file}\t{p.label}\t{p.probability:.4f}", flush=True)
+  logging.info("Wrote %d predictions to %s.", len(predictions),
+               FLAGS.predictions)
+  return 0
 
 
 _RUN_LOCK = None  # this process's lock on its run directory
@@ -137,6 +244,10 @@ def main(argv):
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.INFO)
     _quiet_other_libraries()
+  if FLAGS.mode == "predict":  # Reads a SavedModel only; no run record.
+    return predict()
+  if FLAGS.mode == "evaluate":
+    return evaluate_saved_model()
   import keras
   import data_prep
   from data_prep.cache import atomic_write_text
@@ -204,18 +315,26 @@ def main(argv):
   except FileNotFoundError as e:
     sys.stderr.write(f"error: {e}\n")
     return 1
-  if mode in ("train", "export"):
-    export(config, task, method, logdir)
-  if mode == "export":
+  result_file = logdir / "result.txt"
+  if mode == "export":  # The figures the run's training measured, if any.
+    lines = (result_file.read_text().splitlines() if result_file.is_file()
+             else [])
+    export(config, task, method, trainer, lines)
     return 0
-  result = trainer.test()
-  line = result_line(config, task.metric, "test", result)
+  lines = []
+  if task.learner.batch_dependent:  # Each query on its own, then together.
+    lines.append(result_line(config, task.metric, "test",
+                             trainer.test(transductive=False), "per_query"))
+  lines.append(result_line(config, task.metric, "test", trainer.test()))
   if mode == "train":
-    atomic_write_text(logdir / "result.txt", line + "\n")
+    atomic_write_text(result_file, "\n".join(lines) + "\n")
+    export(config, task, method, trainer, lines)
   with open(logdir / "results_history.txt", "a") as history:
     history.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} mode={mode} "
-                  f"{' '.join(sys.argv[1:])}\n  {line}\n")
-  print(line, flush=True)
+                  f"{' '.join(sys.argv[1:])}\n" +
+                  "".join(f"  {line}\n" for line in lines))
+  for line in lines:
+    print(line, flush=True)
   return 0
 
 

@@ -17,11 +17,11 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from data_prep import cache, paths
+from data_prep import cache, conventions, paths
 from data_prep.errors import DatasetError
 from data_prep.splits_data import SplitData
 
-IMAGE_SIZE = 84
+IMAGE_SIZE = conventions.MINI_IMAGENET.height
 SPLITS = ("train", "val", "test")
 
 
@@ -100,10 +100,7 @@ class _ImageSource:
 def _decode(data: bytes, where: str) -> np.ndarray:
   try:
     with Image.open(io.BytesIO(data)) as im:
-      im = im.convert("RGB")
-      if im.size != (IMAGE_SIZE, IMAGE_SIZE):
-        im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-      return np.asarray(im, dtype=np.uint8)
+      return conventions.convert(im, conventions.MINI_IMAGENET)
   except Exception as e:  # PIL raises many types for corrupt data.
     raise DatasetError(
         f"Cannot decode mini-ImageNet image {where} ({e}). Replace the file "

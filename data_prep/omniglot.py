@@ -18,7 +18,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from data_prep import cache, paths
+from data_prep import cache, conventions, paths
 from data_prep.errors import DatasetError
 from data_prep.splits_data import SplitData
 
@@ -28,7 +28,7 @@ ZIP_URLS = {
     "images_evaluation.zip":
         "https://github.com/brendenlake/omniglot/raw/master/python/images_evaluation.zip",
 }
-IMAGE_SIZE = 28
+IMAGE_SIZE = conventions.OMNIGLOT.height
 IMAGES_PER_CHARACTER = 20
 SPLITS = ("train", "val", "test")
 CACHE_NAME = f"omniglot_{IMAGE_SIZE}"
@@ -84,10 +84,7 @@ def _decode(data: bytes, where: str) -> np.ndarray:
   """A 105x105 1-bit PNG -> 28x28 uint8, strokes 255 on 0."""
   try:
     with Image.open(io.BytesIO(data)) as im:
-      im = im.convert("L")
-      ink = Image.fromarray(255 - np.asarray(im, dtype=np.uint8))
-      small = ink.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
-      return np.asarray(small, dtype=np.uint8)
+      return conventions.convert(im, conventions.OMNIGLOT)[..., 0]
   except Exception as e:  # PIL raises many types for corrupt data.
     raise DatasetError(
         f"Cannot decode Omniglot image {where} ({e}). The zip is corrupt; "

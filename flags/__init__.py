@@ -8,6 +8,7 @@ import dataclasses
 
 from absl import flags as absl_flags
 
+from flags import predict as _predict_flags  # noqa: F401 (defines flags)
 from metalstm_tf import methods
 from metalstm_tf.config import LR_SCHEDULES, TrainConfig
 
@@ -21,11 +22,15 @@ absl_flags.DEFINE_enum("method", "meta_lstm", methods.names(),
 
 absl_flags.DEFINE_enum("dataset", "omniglot", list(DATASETS),
                        "Benchmark to meta-train on.")
-absl_flags.DEFINE_enum("mode", "train", ["train", "test", "export"],
+absl_flags.DEFINE_enum("mode", "train", ["train", "test", "export",
+                                          "predict", "evaluate"],
                        "train: meta-train (resuming if a checkpoint exists), "
                        "then test the best model and export it; test: "
                        "evaluate the best checkpoint; export: write the "
-                       "SavedModel of the best checkpoint.")
+                       "SavedModel of the best checkpoint; predict: classify "
+                       "--query_dir's images after adapting to "
+                       "--support_dir's; evaluate: the accuracy of "
+                       "--saved_model on its dataset's fixed episodes.")
 absl_flags.DEFINE_integer("ways", 5, "Classes per episode (N-way).")
 absl_flags.DEFINE_integer("shots", 1, "Support examples per class (K-shot); "
                           "support points for sine.")
@@ -143,6 +148,22 @@ def flag_values(config: TrainConfig) -> dict:
     value = getattr(config.method_options, field.name)
     out[field.name] = list(value) if isinstance(value, tuple) else value
   return out
+
+
+def command_line(config: TrainConfig) -> str:
+  """The `main.py` command that trains `config` (every model-defining flag
+  spelled out; lists comma-separated, booleans as --name / --noname)."""
+  parts = []
+  for name, value in flag_values(config).items():
+    if name in MUTABLE_FLAGS[1:] or value is None:
+      continue
+    if isinstance(value, bool):
+      parts.append(f"--{'' if value else 'no'}{name}")
+    elif isinstance(value, list):
+      parts.append(f"--{name}={','.join(str(v) for v in value)}")
+    else:
+      parts.append(f"--{name}={value}")
+  return "python main.py " + " ".join(parts)
 
 
 def _gpu_present() -> bool:

@@ -1,15 +1,32 @@
 """SavedModel export of a trained meta-learner.
 
-The exported module has one signature,
+The exported module has these signatures:
 
     adapt_and_predict(support_images, support_labels, query_images)
         -> {"logits": [num_query, way]}   (regression: [num_query, 1])
+    adapt_and_predict_transductive(...)   the same, transductive
+    metadata() -> {"json": scalar string}
 
-that runs the method inside the graph: e.g. it adapts the learner from c_0
+that run the method inside the graph: e.g. it adapts the learner from c_0
 on the support set and classifies the queries. Loading it needs only
 TensorFlow (`tf.saved_model.load`), not this project.
+
+- The support set may hold any number of examples per class (at least one,
+  the same for every class: the signature's support dimension is not fixed)
+  in any order; classifiers reorder it so that consecutive examples cycle
+  through the classes, as the shuffled support sets of training do (the
+  inner loop's mini-batches then hold every class).
+- `adapt_and_predict` predicts every query on its own (batch norm uses the
+  support set's statistics), so a query's logits do not depend on the other
+  queries of the call; `adapt_and_predict_transductive` normalises the
+  queries with their own batch's statistics, the papers' protocol.
+- Class labels must be ids in [0, way); bad labels fail with a message.
+- `metadata()` (also `metadata.json` in the SavedModel directory) describes
+  the model: ways, input shape and input convention, the training command
+  and its validation and test figures.
 """
 
+import json
 import os
 import pathlib
 import shutil
@@ -19,49 +36,119 @@ import tensorflow as tf
 
 from metalstm_tf.methods.base import Method
 
+METADATA_FILE = "metadata.json"
+
+
+def _cycle_classes(labels, way):
+  """The order of a support set that takes each class's k-th example for
+  k = 0, 1, ... in turn (stable within a class)."""
+  one_hot = tf.one_hot(labels, way, dtype=tf.int32)
+  rank = tf.reduce_sum(tf.cumsum(one_hot, axis=0, exclusive=True) * one_hot,
+                       axis=1)
+  return tf.argsort(rank * way + labels, stable=True)
+
+
+def _check_labels(labels, way):
+  """Asserts class ids in [0, way), the same count (at least 1) per class."""
+  counts = tf.math.bincount(labels, minlength=way, maxlength=way)
+  return [
+      tf.debugging.assert_greater_equal(
+          labels, 0, message=f"support_labels must be class ids in "
+          f"[0, {way}): a label is negative."),
+      tf.debugging.assert_less(
+          labels, way, message=f"support_labels must be class ids in "
+          f"[0, {way}): this model classifies {way} classes."),
+      tf.debugging.assert_equal(
+          counts, tf.fill([way], counts[0]), message=f"Every one of the "
+          f"{way} classes needs the same number of support examples."),
+      tf.debugging.assert_positive(
+          counts[0], message=f"Every one of the {way} classes needs at "
+          "least one support example."),
+  ]
+
 
 class _AdaptAndPredict(tf.Module):
 
-  def __init__(self, method: Method, num_support: int, input_shape,
-               label_dtype, label_shape):
+  def __init__(self, method: Method, input_shape, label_dtype, label_shape,
+               metadata: dict):
     super().__init__()
     self.method = method
     self.meta_variables = [v.value if hasattr(v, "value") else v
                            for v in method.weights]
+    self._classifier = label_dtype.is_integer and not label_shape
+    self._way = getattr(method.learner, "way", None)
+    self._metadata = json.dumps(metadata, sort_keys=True)
     shape = list(input_shape)
-    self.adapt_and_predict = tf.function(
-        self._adapt_and_predict,
-        input_signature=[
-            tf.TensorSpec([num_support] + shape, tf.float32, "support_images"),
-            tf.TensorSpec([num_support] + list(label_shape), label_dtype,
+    spec = [tf.TensorSpec([None] + shape, tf.float32, "support_images"),
+            tf.TensorSpec([None] + list(label_shape), label_dtype,
                           "support_labels"),
-            tf.TensorSpec([None] + shape, tf.float32, "query_images"),
-        ])
+            tf.TensorSpec([None] + shape, tf.float32, "query_images")]
+    self.adapt_and_predict = tf.function(self._per_query,
+                                         input_signature=spec)
+    self.adapt_and_predict_transductive = tf.function(self._transductive,
+                                                      input_signature=spec)
+    self.metadata = tf.function(self._metadata_fn, input_signature=[])
 
-  def _adapt_and_predict(self, support_images, support_labels, query_images):
-    out = self.method.run(support_images, support_labels, query_images)
+  def _predict(self, support_images, support_labels, query_images,
+               transductive):
+    if self._classifier:
+      with tf.control_dependencies(_check_labels(support_labels, self._way)):
+        order = _cycle_classes(support_labels, self._way)
+      support_images = tf.gather(support_images, order)
+      support_labels = tf.gather(support_labels, order)
+    out = self.method.run(support_images, support_labels, query_images,
+                          transductive=transductive)
     return {"logits": out.outputs}
 
+  def _per_query(self, support_images, support_labels, query_images):
+    return self._predict(support_images, support_labels, query_images, False)
 
-def export_saved_model(path, method: Method, num_support: int, input_shape,
-                       label_dtype=tf.int32, label_shape=()) -> pathlib.Path:
+  def _transductive(self, support_images, support_labels, query_images):
+    return self._predict(support_images, support_labels, query_images, True)
+
+  def _metadata_fn(self):
+    return {"json": tf.constant(self._metadata)}
+
+
+def read_metadata(path) -> dict:
+  """The metadata of an exported SavedModel directory (no TensorFlow)."""
+  return json.loads((pathlib.Path(path) / METADATA_FILE).read_text())
+
+
+def export_saved_model(path, method: Method, input_shape,
+                       label_dtype=tf.int32, label_shape=(),
+                       metadata: dict | None = None) -> pathlib.Path:
   """Writes the SavedModel to `path` atomically (temporary dir, then rename).
 
   Args:
-    num_support: support-set size the signature accepts (way * shot).
     input_shape: shape of one input, e.g. `(28, 28, 1)`.
     label_dtype: int32 labels for classifiers, float32 targets for regressors.
     label_shape: shape of one label (`()` for class ids, `(1,)` for sine).
+    metadata: JSON-serialisable description of the model (see the module
+      docstring), returned by the `metadata` signature and written to
+      `metadata.json`.
   """
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  module = _AdaptAndPredict(method, num_support, input_shape, label_dtype,
-                            label_shape)
+  metadata = dict(metadata or {})
+  metadata.setdefault("input_shape", [int(d) for d in input_shape])
+  metadata["signatures"] = {
+      "adapt_and_predict": "per query: a query's logits depend on it and the "
+                           "support set alone",
+      "adapt_and_predict_transductive": "the queries' batch statistics are "
+                                        "their own (the papers' protocol)"}
+  module = _AdaptAndPredict(method, input_shape, label_dtype, label_shape,
+                            metadata)
   tmp = pathlib.Path(tempfile.mkdtemp(dir=path.parent, prefix=".saved_model."))
   try:
     with method.standard_ops():  # Loadable without this project's kernels.
       tf.saved_model.save(module, str(tmp), signatures={
-          "adapt_and_predict": module.adapt_and_predict})
+          "adapt_and_predict": module.adapt_and_predict,
+          "adapt_and_predict_transductive":
+              module.adapt_and_predict_transductive,
+          "metadata": module.metadata})
+    (tmp / METADATA_FILE).write_text(
+        json.dumps(metadata, indent=2, sort_keys=True) + "\n")
     if path.exists():
       old = path.with_name(path.name + ".old")
       shutil.rmtree(old, ignore_errors=True)

@@ -37,16 +37,22 @@ class AdaptResult(NamedTuple):
   trajectory: list
 
 
-def inner_batches(num_support: int, batch_size: int, num_steps: int):
+def inner_batches(num_support, batch_size: int, num_steps: int):
   """Start/stop indices of each step's mini-batch, cycling over the support.
 
   Args:
-    num_support: support examples (already in random order).
+    num_support: support examples (already in random order): an int, or a
+      scalar tensor where the support size is known only when run (then the
+      indices are tensors too).
     batch_size: examples per step; clipped to `num_support`.
     num_steps: how many steps.
   """
-  batch_size = min(batch_size, num_support)
-  batches_per_pass = max(num_support // batch_size, 1)
+  if isinstance(num_support, int):
+    batch_size = min(batch_size, num_support)
+    batches_per_pass = max(num_support // batch_size, 1)
+  else:
+    batch_size = tf.minimum(batch_size, num_support)
+    batches_per_pass = tf.maximum(num_support // batch_size, 1)
   out = []
   for t in range(num_steps):
     start = (t % batches_per_pass) * batch_size
@@ -63,14 +69,16 @@ def adapt(learner: Learner, rule: UpdateRule, support_x: tf.Tensor,
   Args:
     learner: the learner (only its functional forward pass is used).
     rule: the update rule, holding c_0.
-    support_x: `[way * shot, ...]` inputs.
+    support_x: `[way * shot, ...]` inputs (the size may be unknown until run
+      time, as in a SavedModel taking any number of shots).
     support_y: `[way * shot]` targets.
     num_steps: inner updates (an unrolled Python loop: static, XLA-friendly).
     batch_size: examples per inner update.
     second_order: differentiate through the learner's gradients.
     keep_trajectory: also return the parameters after every step.
   """
-  n = int(support_x.shape[0])
+  n = support_x.shape[0]
+  n = int(n) if n is not None else tf.shape(support_x)[0]
   theta = rule.initial_theta()
   state = rule.init_state(theta)
   losses, gates, trajectory = [], {}, []

@@ -140,13 +140,14 @@ class MetaTrainer:
       return self.method.standard_ops()
     return contextlib.nullcontext()
 
-  def _run(self, episode: Episode, keep_steps=False):
+  def _run(self, episode: Episode, keep_steps=False, transductive=True):
     return self.method.run(episode.support_images, episode.support_labels,
-                           episode.query_images, keep_steps=keep_steps)
+                           episode.query_images, keep_steps=keep_steps,
+                           transductive=transductive)
 
-  def episode_loss(self, episode: Episode):
+  def episode_loss(self, episode: Episode, transductive=True):
     """Query loss, query metric and the method's output of one episode."""
-    out = self._run(episode)
+    out = self._run(episode, transductive=transductive)
     return (self.method.loss(out.outputs, episode.query_labels),
             self.method.metric(out.outputs, episode.query_labels), out)
 
@@ -231,9 +232,9 @@ class MetaTrainer:
       return dataset
     return self.strategy.experimental_distribute_dataset(dataset)
 
-  def _eval_step_impl(self, episode: Episode):
+  def _eval_step_impl(self, episode: Episode, transductive=True):
     with self._ops():
-      loss, metric, result = self.episode_loss(episode)
+      loss, metric, result = self.episode_loss(episode, transductive)
     out = {"loss": loss, "metric": metric}
     for name, values in result.traces.items():
       out[f"{name}_tracked"] = tf.stack(
@@ -249,8 +250,11 @@ class MetaTrainer:
     return self._writers[name]
 
   # ----------------------------------------------------------- evaluation --
-  def evaluate(self, split: str, num_episodes: int) -> dict:
-    """Evaluates the current meta-parameters on `num_episodes` of `split`.
+  def evaluate(self, split: str, num_episodes: int,
+               transductive: bool = True) -> dict:
+    """Evaluates the current meta-parameters on `num_episodes` of `split`,
+    the queries predicted together (`transductive`, the papers' protocol)
+    or each on its own (see `Method.run`).
 
     Returns a dict with `mean`, `ci95` (in report units: percent for
     accuracy), `loss`, per-episode `values` and `losses`, and the tracked
@@ -259,7 +263,7 @@ class MetaTrainer:
     """
     values, losses, traces = [], [], {}
     for episode in self.task.eval_dataset(split, num_episodes):
-      out = self.eval_step(episode)
+      out = self.eval_step(episode, transductive)
       values.append(float(out["metric"]) * self.task.report_scale)
       losses.append(float(out["loss"]))
       for k, v in out.items():
@@ -451,18 +455,30 @@ class MetaTrainer:
     """Readable names of the tracked trace coordinates."""
     return self.method.trace_names(self.tracked.numpy())
 
-  def test(self) -> dict:
+  def test(self, transductive: bool = True) -> dict:
     """Evaluates the current meta-parameters on the test episodes and writes
     the test summaries, the gate figure (Furrer et al., Meta-Learner LSTM for
     Few Shot Learning, App. B) of methods with gates, and
     `test_episodes.csv` (each test episode's metric and loss, in episode
-    order, for paired comparisons between runs on the same episodes)."""
-    result = self.evaluate("test", self.config.test_episodes)
+    order, for paired comparisons between runs on the same episodes).
+
+    `transductive=False`: the queries are predicted each on its own; the
+    summaries go to `test_per_query/`, the episodes to
+    `test_episodes_per_query.csv`, and no figures are drawn."""
+    result = self.evaluate("test", self.config.test_episodes, transductive)
     rows = [f"episode,{self.task.metric},loss"] + [
         f"{i},{v:.6g},{l:.6g}"
         for i, (v, l) in enumerate(zip(result["values"], result["losses"]))]
-    (self.logdir / "test_episodes.csv").write_text("\n".join(rows) + "\n")
+    suffix = "" if transductive else "_per_query"
+    (self.logdir / f"test_episodes{suffix}.csv").write_text(
+        "\n".join(rows) + "\n")
     step = int(self.episode.numpy())
+    if not transductive:
+      with self.writer("test_per_query").as_default(step=step):
+        tf.summary.scalar(self.task.metric, result["mean"])
+        tf.summary.scalar(f"{self.task.metric}_ci95", result["ci95"])
+        tf.summary.scalar("loss", result["loss"])
+      return result
     with self.writer("test").as_default(step=step):
       tf.summary.scalar(self.task.metric, result["mean"])
       tf.summary.scalar(f"{self.task.metric}_ci95", result["ci95"])

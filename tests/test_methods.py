@@ -7,8 +7,8 @@ capabilities (`uses_gradients`, `second_order`) say so, never its name.
 """
 
 import dataclasses
+import json
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -168,6 +168,11 @@ def test_xla_and_graph_steps_agree(tmp_path, case):
 
 
 def test_saved_model_runs_without_the_project(tmp_path, case):
+  """The SavedModel, loaded by plain TensorFlow in another process: both
+  signatures reproduce the trainer's transductive and per-query accuracy; a
+  query alone gets the logits it gets within a batch; the support may come
+  in any class order and with more shots than trained; bad labels fail with
+  a message; the metadata reads back."""
   config = _config(tmp_path, case)
   task, method, trainer = build(config)
   trainer.fit()
@@ -175,35 +180,71 @@ def test_saved_model_runs_without_the_project(tmp_path, case):
     v.assign(v + 0.05 * np.random.default_rng(0).normal(
         size=v.shape).astype(np.float32))
   path = export.export_saved_model(tmp_path / "sm", method,
-                                   config.way * config.shot,
-                                   task.learner.example_shape)
+                                   task.learner.example_shape,
+                                   metadata={"ways": config.way})
   episodes = list(task.eval_dataset("test", 3))
   np.savez(tmp_path / "ep.npz",
            **{f"{f}{i}": getattr(e, f).numpy()
               for i, e in enumerate(episodes) for f in e._fields})
-  expected = [trainer.eval_step(e) for e in episodes]
+  expected = {mode: [float(trainer.eval_step(e, mode == "transductive")[
+      "metric"]) for e in episodes] for mode in ("transductive", "per_query")}
   script = textwrap.dedent(f"""
       import sys, json, numpy as np, tensorflow as tf
       m = tf.saved_model.load({str(path)!r})
-      f = m.signatures["adapt_and_predict"]
       d = np.load({str(tmp_path / 'ep.npz')!r})
-      acc = []
-      for i in range(3):
-        out = f(support_images=tf.constant(d[f"support_images{{i}}"]),
-                support_labels=tf.constant(d[f"support_labels{{i}}"]),
-                query_images=tf.constant(d[f"query_images{{i}}"]))
-        pred = np.argmax(out["logits"].numpy(), -1)
-        acc.append(float(np.mean(pred == d[f"query_labels{{i}}"])))
+      c = tf.constant
+      out = {{}}
+      for name, key in (("adapt_and_predict", "per_query"),
+                        ("adapt_and_predict_transductive", "transductive")):
+        f = m.signatures[name]
+        acc = []
+        for i in range(3):
+          logits = f(support_images=c(d[f"support_images{{i}}"]),
+                     support_labels=c(d[f"support_labels{{i}}"]),
+                     query_images=c(d[f"query_images{{i}}"]))["logits"]
+          pred = np.argmax(logits.numpy(), -1)
+          acc.append(float(np.mean(pred == d[f"query_labels{{i}}"])))
+        out[key] = acc
+      f = m.signatures["adapt_and_predict"]
+      sx, sy, qx = d["support_images0"], d["support_labels0"], d["query_images0"]
+      batch = f(support_images=c(sx), support_labels=c(sy),
+                query_images=c(qx))["logits"].numpy()
+      alone = np.concatenate([f(support_images=c(sx), support_labels=c(sy),
+                                query_images=c(qx[j:j + 1]))["logits"].numpy()
+                              for j in range(len(qx))])
+      out["alone_vs_batch"] = float(np.abs(alone - batch).max())
+      order = np.argsort(-sy, kind="stable")  # other class order
+      other = f(support_images=c(sx[order]), support_labels=c(sy[order]),
+                query_images=c(qx))["logits"].numpy()
+      out["reordered"] = float(np.abs(other - batch).max())
+      three = f(support_images=c(np.concatenate([sx, sx[::-1], sx])),
+                support_labels=c(np.concatenate([sy, sy[::-1], sy])),
+                query_images=c(qx))["logits"].numpy()
+      out["three_shots"] = [list(three.shape), bool(np.isfinite(three).all())]
+      try:
+        f(support_images=c(sx), support_labels=c(sy + 1), query_images=c(qx))
+        out["bad_labels"] = "accepted"
+      except tf.errors.InvalidArgumentError as e:
+        out["bad_labels"] = e.message
+      out["metadata"] = json.loads(
+          m.signatures["metadata"]()["json"].numpy().decode())
       assert not any(k.startswith(("metalstm_tf", "data_prep")) for k in sys.modules)
-      print(json.dumps(acc))
+      print(json.dumps(out))
   """)
   env = dict(os.environ, PYTHONPATH="")
-  out = subprocess.run([sys.executable, "-c", script], capture_output=True,
+  run = subprocess.run([sys.executable, "-c", script], capture_output=True,
                        text=True, cwd=tmp_path, env=env)
-  assert out.returncode == 0, out.stderr[-2000:]
-  got = [float(x) for x in re.findall(r"[\d.]+", out.stdout.splitlines()[-1])]
-  np.testing.assert_allclose(got, [float(e["metric"]) for e in expected],
-                             atol=1e-6)
+  assert run.returncode == 0, run.stderr[-2000:]
+  got = json.loads(run.stdout.splitlines()[-1])
+  for mode in ("transductive", "per_query"):
+    np.testing.assert_allclose(got[mode], expected[mode], atol=1e-6)
+  assert got["alone_vs_batch"] < 1e-4
+  assert got["reordered"] < 1e-4
+  assert got["three_shots"] == [[config.way * config.queries, config.way],
+                                True]
+  assert f"class ids in [0, {config.way})" in got["bad_labels"]
+  assert got["metadata"]["ways"] == config.way
+  assert got["metadata"] == export.read_metadata(path)
 
 
 def test_every_method_has_documented_frozen_options():

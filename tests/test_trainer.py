@@ -3,6 +3,7 @@ non-finite values, schedules, multi-step loss (the properties every method
 shares are in test_methods.py)."""
 
 import dataclasses
+import json
 import re
 import subprocess
 import sys
@@ -50,11 +51,16 @@ def test_short_real_omniglot_run_beats_chance(tmp_path, real_data_dir,
        f"--cache_dir={shared_cache_dir}", f"--logdir={tmp_path / 'run'}"],
       capture_output=True, text=True, cwd=REPO, timeout=1200)
   assert out.returncode == 0, out.stderr[-3000:]
-  last = out.stdout.strip().splitlines()[-1]
+  per_query, last = out.stdout.strip().splitlines()[-2:]
   m = re.fullmatch(
       r"RESULT dataset=omniglot ways=5 shots=1 split=test metric=accuracy "
-      r"mean=([\d.]+) ci95=([\d.]+) episodes=50 method=meta_lstm", last)
+      r"mean=([\d.]+) ci95=([\d.]+) episodes=50 method=meta_lstm "
+      r"queries=transductive", last)
   assert m, last
+  m_per_query = re.fullmatch(
+      r"RESULT .* mean=([\d.]+) ci95=[\d.]+ episodes=50 method=meta_lstm "
+      r"queries=per_query", per_query)
+  assert m_per_query and float(m_per_query.group(1)) >= 40.0, per_query
   vals = [float(v) for v in re.findall(
       r"Validation at episode \d+: accuracy ([\d.]+)", out.stderr)]
   assert len(vals) == 2 and max(vals) >= 60.0, vals
@@ -82,7 +88,11 @@ def test_short_real_omniglot_run_beats_chance(tmp_path, real_data_dir,
   # Neither rewrote the training run's record; both tests are in the history.
   assert (tmp_path / "run" / "config.json").read_text() == record
   history = (tmp_path / "run" / "results_history.txt").read_text()
-  assert history.count("RESULT dataset=omniglot") == 2
+  assert history.count("RESULT dataset=omniglot") == 4  # 2 runs x 2 lines
+  metadata = json.loads(
+      (tmp_path / "run" / "saved_model" / "metadata.json").read_text())
+  assert metadata["test"]["transductive"]["mean"] == float(m.group(1))
+  assert metadata["ways"] == 5 and metadata["input_convention"]["invert"]
 
 
 def test_meta_batch_split_across_replicas_matches_one_device(tmp_path):

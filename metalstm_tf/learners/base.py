@@ -43,8 +43,19 @@ class Learner(keras.layers.Layer):
 
   Subclasses create their weights in `__init__` (these are a fresh learner's
   initial parameters, used to initialise the meta-learner's c_0) and implement
-  `forward(params, x)` and `loss(outputs, y)`.
+  `forward(params, x, reference=None)` and `loss(outputs, y)`.
+
+  `reference`: where a learner normalises with batch statistics (batch
+  norm), by default they are those of `x` itself, so an example's output
+  depends on the other examples of its batch (transductive). Given
+  `reference` examples, the statistics are theirs instead (e.g. the support
+  set's), and every row of `x` is predicted on its own. Learners without
+  batch statistics ignore it.
   """
+
+  # Whether an example's output depends on the other examples of its batch
+  # (batch statistics); if not, per-query and transductive predictions agree.
+  batch_dependent = False
 
   @property
   def layout(self) -> ParamLayout:
@@ -59,7 +70,8 @@ class Learner(keras.layers.Layer):
     return self.layout.flatten([tf.convert_to_tensor(w) for w in
                                 self._param_weights()])
 
-  def forward(self, params: list[tf.Tensor], x: tf.Tensor) -> tf.Tensor:
+  def forward(self, params: list[tf.Tensor], x: tf.Tensor,
+              reference: tf.Tensor | None = None) -> tf.Tensor:
     raise NotImplementedError
 
   def loss(self, outputs: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
@@ -70,9 +82,10 @@ class Learner(keras.layers.Layer):
     """Scalar task metric (accuracy for classifiers, MSE for regressors)."""
     raise NotImplementedError
 
-  def apply_theta(self, theta: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+  def apply_theta(self, theta: tf.Tensor, x: tf.Tensor,
+                  reference: tf.Tensor | None = None) -> tf.Tensor:
     """Forward pass with flat parameters `theta` `[P]`."""
-    return self.forward(self.layout.unflatten(theta), x)
+    return self.forward(self.layout.unflatten(theta), x, reference)
 
   def call(self, x):
     return self.forward([tf.convert_to_tensor(w) for w in

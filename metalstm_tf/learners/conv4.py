@@ -1,9 +1,11 @@
 """The Conv-4 learner of Ravi & Larochelle (BRIEF §1).
 
 4 x [3x3 conv (same padding), batch norm, ReLU, 2x2 max-pool] + linear.
-Batch norm always normalises with the current batch's statistics (training
-and test alike; nothing is carried across episodes), so the learner has no
-non-parameter state.
+Batch norm normalises with the current batch's statistics (training and test
+alike; nothing is carried across episodes), so the learner has no
+non-parameter state. Given `reference` examples (the support set), it
+normalises with theirs instead, and then each image's output depends on that
+image alone (per-query prediction).
 """
 
 import keras
@@ -26,6 +28,13 @@ def batch_norm(x, gamma, beta):
                                              epsilon=BN_EPSILON,
                                              is_training=True)
   return y
+
+
+def batch_norm_from(x, num_reference, gamma, beta):
+  """Batch norm of NHWC `x` with the (biased) moments of its first
+  `num_reference` rows, the reference examples."""
+  mean, var = tf.nn.moments(x[:num_reference], axes=[0, 1, 2])
+  return tf.nn.batch_normalization(x, mean, var, beta, gamma, BN_EPSILON)
 
 
 class Conv4Learner(Learner):
@@ -65,23 +74,32 @@ class Conv4Learner(Learner):
     self.add_weight(shape=(way,), initializer="zeros", name="logits_bias")
     self.built = True
 
+  batch_dependent = True
   NUM_BODY_PARAMS = 16  # 4 blocks x (kernel, bias, gamma, beta)
 
-  def forward(self, params: list[tf.Tensor], x: tf.Tensor) -> tf.Tensor:
-    """Logits `[B, way]` of images `x` `[B, H, W, C]`."""
-    x = self.features(params[:self.NUM_BODY_PARAMS], x)
+  def forward(self, params: list[tf.Tensor], x: tf.Tensor,
+              reference: tf.Tensor | None = None) -> tf.Tensor:
+    """Logits `[B, way]` of images `x` `[B, H, W, C]`; batch norm uses the
+    statistics of `reference` images `[R, H, W, C]` if given, else of `x`."""
+    x = self.features(params[:self.NUM_BODY_PARAMS], x, reference)
     return tf.matmul(x, params[16]) + params[17]
 
-  def features(self, params: list[tf.Tensor], x: tf.Tensor) -> tf.Tensor:
+  def features(self, params: list[tf.Tensor], x: tf.Tensor,
+               reference: tf.Tensor | None = None) -> tf.Tensor:
     """The four blocks' output, flattened: `[B, feature_size]`; `params`
     are the first `NUM_BODY_PARAMS` (the classifier's are not used)."""
+    if reference is not None:  # One pass over both; moments of the first R.
+      num_reference = tf.shape(reference)[0]
+      x = tf.concat([reference, x], axis=0)
     for i in range(4):
       kernel, bias, gamma, beta = params[4 * i:4 * i + 4]
       x = tf.nn.conv2d(x, kernel, strides=1, padding="SAME") + bias
-      x = batch_norm(x, gamma, beta)
+      x = (batch_norm(x, gamma, beta) if reference is None else
+           batch_norm_from(x, num_reference, gamma, beta))
       x = tf.nn.relu(x)
       x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
-    return tf.reshape(x, [-1, self.feature_size])
+    x = tf.reshape(x, [-1, self.feature_size])
+    return x if reference is None else x[num_reference:]
 
   def loss(self, outputs, y):
     return tf.reduce_mean(

@@ -27,8 +27,10 @@ class MLPLearner(Learner):
                       name=f"dense{j}_bias")
     self.built = True
 
-  def forward(self, params, x):
-    """Outputs `[B, sizes[-1]]` of inputs `x` `[B, sizes[0]]`."""
+  def forward(self, params, x, reference=None):
+    """Outputs `[B, sizes[-1]]` of inputs `x` `[B, sizes[0]]` (each row on
+    its own: `reference` is not needed)."""
+    del reference
     layers = len(self.sizes) - 1
     for j in range(layers):
       x = tf.matmul(x, params[2 * j]) + params[2 * j + 1]

@@ -14,6 +14,12 @@ that adapt a learner with an update rule fed by the learner's gradients
 name: `uses_gradients` (it is fed the learner's gradients, so first and
 second order differ), `second_order`, `supports_step_outputs` (query
 predictions after every inner step, for a multi-step loss).
+
+Queries are predicted transductively by default (the papers' protocol: the
+learner's batch norm normalises the query batch with its own statistics, so
+a query's prediction depends on the other queries). With
+`transductive=False` every query is predicted on its own: batch statistics
+come from the support set.
 """
 
 import contextlib
@@ -64,8 +70,17 @@ class Method(keras.layers.Layer):
     """Whether meta-gradients flow through the learner's gradients."""
     return False
 
-  def run(self, support_x, support_y, query_x,
-          keep_steps: bool = False) -> EpisodeOutput:
+  def run(self, support_x, support_y, query_x, keep_steps: bool = False,
+          transductive: bool = True) -> EpisodeOutput:
+    """Adapts to the support set and predicts the queries.
+
+    Args:
+      support_x, support_y: `[S, ...]` inputs and `[S, ...]` targets.
+      query_x: `[Q, ...]` inputs.
+      keep_steps: also return the predictions after every inner step.
+      transductive: False: each query's prediction depends on it and the
+        support set alone.
+    """
     raise NotImplementedError
 
   def unadapted_outputs(self, query_x):

@@ -41,11 +41,13 @@ class GradientMethod(Method):
                             self.inner_steps, self.inner_batch_size,
                             self._second_order, keep_trajectory)
 
-  def run(self, support_x, support_y, query_x, keep_steps=False):
+  def run(self, support_x, support_y, query_x, keep_steps=False,
+          transductive=True):
     result = self.adapt(support_x, support_y, keep_trajectory=keep_steps)
-    steps = [self.learner.apply_theta(t, query_x) for t in result.trajectory]
-    outputs = steps[-1] if steps else self.learner.apply_theta(result.theta,
-                                                               query_x)
+    reference = None if transductive else support_x
+    predict = lambda theta: self.learner.apply_theta(theta, query_x, reference)
+    steps = [predict(t) for t in result.trajectory]
+    outputs = steps[-1] if steps else predict(result.theta)
     return EpisodeOutput(outputs=outputs, step_outputs=steps,
                          traces=result.gates)
 

@@ -5,7 +5,8 @@ images; a query's logits are the negative squared Euclidean distances to the
 prototypes. No inner loop: the embedding is the meta-parameter.
 
 Batch norm normalises the support and the query images each with their own
-batch's statistics, as the learners of the gradient-fed methods do.
+batch's statistics, as the learners of the gradient-fed methods do; per-query
+(`transductive=False`) the queries use the support images' statistics.
 """
 
 import dataclasses
@@ -30,16 +31,17 @@ class ProtoNet(Method):
     self.embedding.assign(learner.initial_theta()[:sum(sizes)])
     self.built = True
 
-  def embed(self, x):
+  def embed(self, x, reference=None):
     parts = tf.split(tf.convert_to_tensor(self.embedding), self._sizes)
     params = [tf.reshape(p, s) for p, s in zip(parts, self._shapes)]
-    return self.learner.features(params, x)
+    return self.learner.features(params, x, reference)
 
-  def run(self, support_x, support_y, query_x, keep_steps=False):
+  def run(self, support_x, support_y, query_x, keep_steps=False,
+          transductive=True):
     one_hot = tf.one_hot(support_y, self.learner.way)  # [S, way]
     prototypes = tf.matmul(one_hot, self.embed(support_x), transpose_a=True)
     prototypes /= tf.reduce_sum(one_hot, axis=0)[:, None]  # [way, D]
-    queries = self.embed(query_x)  # [Q, D]
+    queries = self.embed(query_x, None if transductive else support_x)
     distances = (tf.reduce_sum(tf.square(queries), 1, keepdims=True) -
                  2.0 * tf.matmul(queries, prototypes, transpose_b=True) +
                  tf.reduce_sum(tf.square(prototypes), 1)[None, :])
