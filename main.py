@@ -96,13 +96,34 @@ def _quiet_other_libraries() -> None:
 
 
 def result_line(config, metric: str, split: str, result: dict,
-                queries: str = "transductive") -> str:
+                queries: str = "transductive", cross=None) -> str:
+  """The parseable summary; `cross`: (test dataset, adapter description)
+  of a cross-domain test."""
   digits = 2 if metric == "accuracy" else 5
-  return (f"RESULT dataset={config.dataset} ways={config.way} "
+  line = (f"RESULT dataset={config.dataset} ways={config.way} "
           f"shots={config.shot} split={split} metric={metric} "
           f"mean={result['mean']:.{digits}f} ci95={result['ci95']:.{digits}f} "
           f"episodes={result['episodes']} method={config.method} "
           f"queries={queries}")
+  if cross is not None:
+    line += f" test_dataset={cross[0]} adapter={cross[1]}"
+  return line
+
+
+def cross_domain_task(config, learner_shape):
+  """(task, (name, adapter description)) of --test_dataset, or (None, None)
+  when it is not given or is the training dataset at its own shape."""
+  import data_prep
+  from data_prep import adapt
+  from metalstm_tf import tasks
+  name = FLAGS.test_dataset
+  if name is None or (name == config.dataset and
+                      data_prep.native_shape(name) == learner_shape):
+    return None, None
+  splits = data_prep.load_splits(name, FLAGS.data_dir, FLAGS.cache_dir,
+                                 image_shape=learner_shape, splits=("test",))
+  adapter = adapt.describe(data_prep.native_shape(name), learner_shape)
+  return tasks.image_task(splits, config), (name, adapter)
 
 
 def parse_result_line(line: str) -> dict:
@@ -120,6 +141,8 @@ def export(config, task, method, trainer, results: list[str]):
   tests = {}
   for line in results:
     fields = parse_result_line(line)
+    if "test_dataset" in fields:
+      continue
     tests[fields.get("queries", "transductive")] = {
         "mean": float(fields["mean"]), "ci95": float(fields["ci95"]),
         "episodes": int(fields["episodes"])}
@@ -283,6 +306,11 @@ def main(argv):
     from metalstm_tf.builder import build, make_strategy
     task, method, trainer = build(config, FLAGS.data_dir, FLAGS.cache_dir,
                                   make_strategy(FLAGS.num_replicas))
+    if FLAGS.test_dataset and config.dataset == "sine":
+      raise ValueError("--test_dataset needs an image dataset run, not sine.")
+    # Checked before training: a test dataset that cannot fit fails now.
+    cross_task, cross = (cross_domain_task(config, task.learner.example_shape)
+                         if FLAGS.test_dataset else (None, None))
   except (data_prep.DatasetError, ValueError) as e:
     sys.stderr.write(f"error: {e}\n")
     return 1
@@ -321,11 +349,19 @@ def main(argv):
              else [])
     export(config, task, method, trainer, lines)
     return 0
+  # The run's own test split, then (--test_dataset) the other dataset's;
+  # training always records its own. Each query on its own, then together.
+  targets = [(None, None)] if cross is None or mode == "train" else []
+  targets += [(cross_task, cross)] if cross is not None else []
   lines = []
-  if task.learner.batch_dependent:  # Each query on its own, then together.
-    lines.append(result_line(config, task.metric, "test",
-                             trainer.test(transductive=False), "per_query"))
-  lines.append(result_line(config, task.metric, "test", trainer.test()))
+  for test_task, test_cross in targets:
+    for transductive in ((False, True) if task.learner.batch_dependent else
+                         (True,)):
+      result = trainer.test(transductive=transductive, task=test_task,
+                            name=f"_{test_cross[0]}" if test_cross else "")
+      lines.append(result_line(
+          config, task.metric, "test", result,
+          "transductive" if transductive else "per_query", test_cross))
   if mode == "train":
     atomic_write_text(result_file, "\n".join(lines) + "\n")
     export(config, task, method, trainer, lines)

@@ -73,6 +73,18 @@ absl_flags.DEFINE_integer("multi_step_loss_episodes", 0, "For this many "
                           "loss throughout.")
 absl_flags.DEFINE_integer("filters", None, "Channels of the Conv-4 learner "
                           "(default 32; MAML's Omniglot protocol 64).")
+absl_flags.DEFINE_integer("image_size", None, "Train on the dataset's "
+                          "images resized (area) to this square size "
+                          "(default: the dataset's own, 28 for Omniglot, 84 "
+                          "for mini-ImageNet).")
+absl_flags.DEFINE_integer("channels", None, "Train on the images converted "
+                          "to 1 (luminance) or 3 (replicated) channels "
+                          "(default: the dataset's own).")
+absl_flags.DEFINE_enum("test_dataset", None, ["omniglot", "mini_imagenet"],
+                       "Test on this dataset's test split instead of the "
+                       "training dataset's (cross-domain), its images "
+                       "adapted to the learner's size and channels; at the "
+                       "end of training or with --mode=test.")
 absl_flags.DEFINE_bool("xla", None, "Compile the meta-training step with XLA "
                        "(default: off on CPU, where plain graph mode measured "
                        "faster; on when a GPU is present).")
@@ -235,6 +247,7 @@ def _config_from_values(v: dict, present: set, logdir: str) -> TrainConfig:
       test_episodes=_default(v["test_episodes"], 2000 if sine else 600),
       lr=v["lr"], clip=v["clip"],
       filters=_default(v["filters"], method_defaults.get("filters", 32)),
+      image_size=v["image_size"], channels=v["channels"],
       multi_step_loss_episodes=v["multi_step_loss_episodes"],
       # Sine: a decaying rate measured best (RESULTS.md).
       lr_schedule=_default(v["lr_schedule"], "cosine" if sine else "constant"),

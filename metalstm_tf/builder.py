@@ -13,8 +13,10 @@ def build_task(config: TrainConfig, data_dir=None, cache_dir=None) -> tasks.Task
     from metalstm_tf import sine
     return sine.sine_task(config)
   import data_prep
+  shape = config.image_shape(data_prep.native_shape(config.dataset))
   return tasks.image_task(
-      data_prep.load_splits(config.dataset, data_dir, cache_dir), config)
+      data_prep.load_splits(config.dataset, data_dir, cache_dir,
+                            image_shape=shape), config)
 
 
 def build(config: TrainConfig, data_dir=None, cache_dir=None,

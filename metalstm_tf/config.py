@@ -29,6 +29,9 @@ class TrainConfig:
       weights annealed from uniform to the last step alone
       (`trainer.multi_step_weights`); 0: the paper's final-step loss.
     filters: channels of the Conv-4 learner.
+    image_size, channels: train on the dataset's images adapted to this
+      size (square) and channel count (`data_prep.adapt`); None: as the
+      dataset stores them.
     xla: compile the meta-training step with XLA.
     fused_kernel: run the meta-learner's step (both layers) as the fused C++ CPU
       kernel (`metalstm_tf/kernels`) when it builds here; never under XLA.
@@ -56,6 +59,8 @@ class TrainConfig:
   lr_schedule: str = "constant"
   multi_step_loss_episodes: int = 0
   filters: int = 32
+  image_size: int | None = None
+  channels: int | None = None
   xla: bool = False
   fused_kernel: bool = True
   augment: bool = False
@@ -95,9 +100,26 @@ class TrainConfig:
       raise TypeError(f"method_options of {self.method!r} must be "
                       f"{spec.options.__name__}, got "
                       f"{type(self.method_options).__name__}.")
+    if self.image_size is not None and (not isinstance(self.image_size, int)
+                                        or self.image_size < 16):
+      raise ValueError(f"--image_size must be 16 or more (4 pooling layers), "
+                       f"got {self.image_size!r}.")
+    if self.channels not in (None, 1, 3):
+      raise ValueError(f"--channels must be 1 (grayscale) or 3 (RGB), got "
+                       f"{self.channels!r}.")
+    if self.dataset == "sine" and (self.image_size or self.channels):
+      raise ValueError("--image_size and --channels apply to image datasets, "
+                       "not --dataset=sine.")
     if self.lr_schedule not in LR_SCHEDULES:
       raise ValueError(f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}"
                        f", got {self.lr_schedule!r}.")
+
+  def image_shape(self, native: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The learner's input shape: `native` (the dataset's) with
+    `image_size` and `channels` applied."""
+    h, w, c = native
+    size = self.image_size
+    return (size or h, size or w, self.channels or c)
 
   @property
   def options(self):

@@ -53,8 +53,10 @@ class Task:
 
 
 def image_task(splits: dict[str, SplitData], config: TrainConfig) -> Task:
-  """Few-shot classification on image splits with a Conv-4 learner."""
-  image_shape = splits["train"].image_shape
+  """Few-shot classification on image splits with a Conv-4 learner
+  (`splits` may hold only some of train / val / test, e.g. only the test
+  split of a cross-domain test)."""
+  image_shape = next(iter(splits.values())).image_shape
   learner = Conv4Learner(config.way, image_shape, filters=config.filters,
                          seed=config.seed)
 
@@ -71,7 +73,7 @@ def image_task(splits: dict[str, SplitData], config: TrainConfig) -> Task:
         augment=False)
 
   # Building the three samplers now reports bad sizes before any training.
-  for split in ("train", "val", "test"):
+  for split in splits:
     pipeline.EpisodeSampler(splits[split].num_classes,
                             splits[split].images_per_class, config.way,
                             config.shot, config.queries)

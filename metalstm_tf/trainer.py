@@ -251,10 +251,11 @@ class MetaTrainer:
 
   # ----------------------------------------------------------- evaluation --
   def evaluate(self, split: str, num_episodes: int,
-               transductive: bool = True) -> dict:
+               transductive: bool = True, task=None) -> dict:
     """Evaluates the current meta-parameters on `num_episodes` of `split`,
     the queries predicted together (`transductive`, the papers' protocol)
-    or each on its own (see `Method.run`).
+    or each on its own (see `Method.run`); `task`: another task whose
+    episodes fit the learner (a cross-domain test), else the run's.
 
     Returns a dict with `mean`, `ci95` (in report units: percent for
     accuracy), `loss`, per-episode `values` and `losses`, and the tracked
@@ -262,7 +263,7 @@ class MetaTrainer:
     method has any.
     """
     values, losses, traces = [], [], {}
-    for episode in self.task.eval_dataset(split, num_episodes):
+    for episode in (task or self.task).eval_dataset(split, num_episodes):
       out = self.eval_step(episode, transductive)
       values.append(float(out["metric"]) * self.task.report_scale)
       losses.append(float(out["loss"]))
@@ -455,7 +456,8 @@ class MetaTrainer:
     """Readable names of the tracked trace coordinates."""
     return self.method.trace_names(self.tracked.numpy())
 
-  def test(self, transductive: bool = True) -> dict:
+  def test(self, transductive: bool = True, task=None,
+           name: str = "") -> dict:
     """Evaluates the current meta-parameters on the test episodes and writes
     the test summaries, the gate figure (Furrer et al., Meta-Learner LSTM for
     Few Shot Learning, App. B) of methods with gates, and
@@ -464,17 +466,22 @@ class MetaTrainer:
 
     `transductive=False`: the queries are predicted each on its own; the
     summaries go to `test_per_query/`, the episodes to
-    `test_episodes_per_query.csv`, and no figures are drawn."""
-    result = self.evaluate("test", self.config.test_episodes, transductive)
+    `test_episodes_per_query.csv`, and no figures are drawn. `task`, `name`:
+    test on another task's test episodes (cross-domain); `name` (e.g.
+    '_mini_imagenet') is added to the file and summary names and no figures
+    are drawn."""
+    result = self.evaluate("test", self.config.test_episodes, transductive,
+                           task)
     rows = [f"episode,{self.task.metric},loss"] + [
         f"{i},{v:.6g},{l:.6g}"
         for i, (v, l) in enumerate(zip(result["values"], result["losses"]))]
-    suffix = "" if transductive else "_per_query"
+    suffix = name + ("" if transductive else "_per_query")
+    self.logdir.mkdir(parents=True, exist_ok=True)
     (self.logdir / f"test_episodes{suffix}.csv").write_text(
         "\n".join(rows) + "\n")
     step = int(self.episode.numpy())
-    if not transductive:
-      with self.writer("test_per_query").as_default(step=step):
+    if suffix:
+      with self.writer(f"test{suffix}").as_default(step=step):
         tf.summary.scalar(self.task.metric, result["mean"])
         tf.summary.scalar(f"{self.task.metric}_ci95", result["ci95"])
         tf.summary.scalar("loss", result["loss"])
