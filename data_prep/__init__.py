@@ -3,7 +3,7 @@
 from data_prep.errors import DatasetError
 from data_prep.splits_data import SplitData
 
-DATASETS = ("omniglot", "mini_imagenet")
+DATASETS = ("omniglot", "mini_imagenet", "cub")
 
 
 def load_split(dataset: str, split: str, data_dir: str | None = None,
@@ -15,6 +15,9 @@ def load_split(dataset: str, split: str, data_dir: str | None = None,
   if dataset == "mini_imagenet":
     from data_prep import mini_imagenet
     return mini_imagenet.load_split(split, data_dir, cache_dir)
+  if dataset == "cub":
+    from data_prep import cub
+    return cub.load_split(split, data_dir, cache_dir)
   raise DatasetError(f"Unknown image dataset {dataset!r}; use one of "
                      f"{', '.join(DATASETS)}.")
 

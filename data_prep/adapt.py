@@ -96,4 +96,5 @@ def adapt_split(split: SplitData, shape, name: str,
   array, _ = cache.load_or_build(
       paths.resolve_cache_dir(cache_dir), f"{name}_{h}x{w}x{c}", key,
       (classes, per_class, h, w, c), np.uint8, fill, mmap=True)
-  return SplitData(images=array, class_names=split.class_names)
+  return SplitData(images=array, class_names=split.class_names,
+                   counts=split.counts)

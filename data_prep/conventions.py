@@ -62,7 +62,13 @@ MINI_IMAGENET = InputConvention(
     height=84, width=84, channels=3, resize="bilinear", invert=False,
     description="RGB; resized to 84x84 with a bilinear filter; values / 255.")
 
-BY_DATASET = {"omniglot": OMNIGLOT, "mini_imagenet": MINI_IMAGENET}
+CUB = InputConvention(
+    height=84, width=84, channels=3, resize="bilinear", invert=False,
+    description="RGB; the whole image resized to 84x84 with a bilinear "
+                "filter; values / 255.")
+
+BY_DATASET = {"omniglot": OMNIGLOT, "mini_imagenet": MINI_IMAGENET,
+              "cub": CUB}
 
 
 def convert(image: Image.Image, convention: InputConvention,

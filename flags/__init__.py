@@ -13,7 +13,7 @@ from metalstm_tf import methods
 from metalstm_tf.config import LR_SCHEDULES, TrainConfig
 
 FLAGS = absl_flags.FLAGS
-DATASETS = ("omniglot", "mini_imagenet", "sine")
+DATASETS = ("omniglot", "mini_imagenet", "cub", "sine")
 
 absl_flags.DEFINE_enum("method", "meta_lstm", methods.names(),
                        "Few-shot learning method: " + "; ".join(
@@ -80,7 +80,8 @@ absl_flags.DEFINE_integer("image_size", None, "Train on the dataset's "
 absl_flags.DEFINE_integer("channels", None, "Train on the images converted "
                           "to 1 (luminance) or 3 (replicated) channels "
                           "(default: the dataset's own).")
-absl_flags.DEFINE_enum("test_dataset", None, ["omniglot", "mini_imagenet"],
+absl_flags.DEFINE_enum("test_dataset", None,
+                       ["omniglot", "mini_imagenet", "cub"],
                        "Test on this dataset's test split instead of the "
                        "training dataset's (cross-domain), its images "
                        "adapted to the learner's size and channels; at the "

@@ -33,8 +33,7 @@ def episode_dataset(split: SplitData, way: int, shot: int, queries: int,
     batch_size: if set, episodes are batched into `[batch_size, ...]`.
     prefetch: batches prepared ahead of the consumer.
   """
-  sampler = EpisodeSampler(split.num_classes, split.images_per_class, way,
-                           shot, queries)
+  sampler = episode_sampler(split, way, shot, queries)
   images = split.images
   h, w, c = split.image_shape
 
@@ -60,6 +59,16 @@ def episode_dataset(split: SplitData, way: int, shot: int, queries: int,
                    tf.ensure_shape(q_lab, [n_q]))
 
   return indexed_stream(load, start, num_episodes, batch_size, prefetch)
+
+
+def episode_sampler(split: SplitData, way: int, shot: int,
+                    queries: int) -> EpisodeSampler:
+  """The sampler of `split`: its class sizes (unequal ones too) and names
+  (for error messages)."""
+  sizes = (split.images_per_class if split.counts is None else
+           split.class_sizes())
+  return EpisodeSampler(split.num_classes, sizes, way, shot, queries,
+                        split.class_names)
 
 
 def indexed_stream(load, start: int = 0, num_episodes: int | None = None,

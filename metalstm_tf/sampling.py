@@ -30,11 +30,14 @@ class EpisodeIndices:
 
 
 class EpisodeSampler:
-  """Samples N-way, K-shot, Q-query episodes from a class-balanced split.
+  """Samples N-way, K-shot, Q-query episodes from a split.
 
   Args:
     num_classes: classes in the split.
-    images_per_class: images in every class.
+    images_per_class: images in every class, or a sequence of each class's
+      count for classes of unequal size (images are then drawn without
+      replacement among a class's own).
+    class_names: names for error messages.
     way, shot, queries: the episode's N, K and Q (queries per class).
 
   Raises:
@@ -42,8 +45,8 @@ class EpisodeSampler:
       per class than `shot + queries`.
   """
 
-  def __init__(self, num_classes: int, images_per_class: int, way: int,
-               shot: int, queries: int):
+  def __init__(self, num_classes: int, images_per_class, way: int,
+               shot: int, queries: int, class_names=None):
     for name, value in (("ways", way), ("shots", shot), ("queries", queries)):
       if int(value) != value or value <= 0:
         raise DatasetError(
@@ -54,14 +57,25 @@ class EpisodeSampler:
       raise DatasetError(
           f"{way}-way episodes need {way} distinct classes but this split has "
           f"only {num_classes}. Lower --ways to at most {num_classes}.")
-    if shot + queries > images_per_class:
+    sizes = (None if np.isscalar(images_per_class) else
+             np.asarray(images_per_class, np.int64))
+    if sizes is None and shot + queries > images_per_class:
       raise DatasetError(
           f"Each class has {images_per_class} images but an episode needs "
           f"shots + queries = {shot} + {queries} = {shot + queries} distinct "
           "images per class. Lower --shots or --queries so that their sum is "
           f"at most {images_per_class}.")
+    if sizes is not None and (sizes < shot + queries).any():
+      small = int(np.argmin(sizes))
+      name = class_names[small] if class_names is not None else f"#{small}"
+      raise DatasetError(
+          f"Class {name} has {sizes[small]} images but an episode needs "
+          f"shots + queries = {shot} + {queries} = {shot + queries} distinct "
+          f"images per class. Lower --shots or --queries so that their sum is "
+          f"at most {sizes.min()} (the smallest class).")
     self.num_classes = num_classes
     self.images_per_class = images_per_class
+    self._sizes = sizes
     self.way, self.shot, self.queries = way, shot, queries
 
   def sample(self, rng: np.random.Generator) -> EpisodeIndices:
@@ -70,8 +84,9 @@ class EpisodeSampler:
     labels = rng.permutation(self.way)
     per_class = self.shot + self.queries
     images = np.stack([
-        rng.choice(self.images_per_class, size=per_class, replace=False)
-        for _ in range(self.way)
+        rng.choice(self.images_per_class if self._sizes is None else
+                   self._sizes[c], size=per_class, replace=False)
+        for c in classes
     ])  # [way, shot + queries]
     # Shuffled order, so that inner mini-batches smaller than the support
     # set are not grouped by class.

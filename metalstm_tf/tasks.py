@@ -74,8 +74,7 @@ def image_task(splits: dict[str, SplitData], config: TrainConfig) -> Task:
 
   # Building the three samplers now reports bad sizes before any training.
   for split in splits:
-    pipeline.EpisodeSampler(splits[split].num_classes,
-                            splits[split].images_per_class, config.way,
-                            config.shot, config.queries)
+    pipeline.episode_sampler(splits[split], config.way, config.shot,
+                             config.queries)
   return Task(learner=learner, train_dataset=train_dataset,
               eval_dataset=eval_dataset, metric="accuracy")
