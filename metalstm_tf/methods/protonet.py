@@ -14,6 +14,7 @@ import dataclasses
 import tensorflow as tf
 
 from metalstm_tf.learners.conv4 import Conv4Learner
+from metalstm_tf.methods import embedding
 from metalstm_tf.methods.base import EpisodeOutput, Method
 from metalstm_tf.methods.registry import MethodSpec, register
 
@@ -24,17 +25,11 @@ class ProtoNet(Method):
 
   def __init__(self, learner: Conv4Learner, **kwargs):
     super().__init__(learner, **kwargs)
-    sizes = learner.layout.sizes[:Conv4Learner.NUM_BODY_PARAMS]
-    self._sizes, self._shapes = sizes, learner.layout.shapes[:len(sizes)]
-    self.embedding = self.add_weight(shape=(sum(sizes),), initializer="zeros",
-                                     name="embedding")
-    self.embedding.assign(learner.initial_theta()[:sum(sizes)])
+    self.embedding = embedding.add_body_weight(self, learner)
     self.built = True
 
   def embed(self, x, reference=None):
-    parts = tf.split(tf.convert_to_tensor(self.embedding), self._sizes)
-    params = [tf.reshape(p, s) for p, s in zip(parts, self._shapes)]
-    return self.learner.features(params, x, reference)
+    return embedding.embed(self.learner, self.embedding, x, reference)
 
   def run(self, support_x, support_y, query_x, keep_steps=False,
           transductive=True):
