@@ -186,8 +186,9 @@ def evaluate_saved_model() -> int:
   from metalstm_tf import predict as predict_lib
   from metalstm_tf import saved_model_eval, tasks
   from metalstm_tf.config import TrainConfig
+  model_dir = _model_dir()
   try:
-    model, metadata = predict_lib.load_model(_model_dir())
+    model, metadata = predict_lib.load_model(model_dir)
     config = TrainConfig.from_dict(metadata["config"])
     if FLAGS["shots"].present:
       config = dataclasses.replace(config, shot=FLAGS.shots)
@@ -201,13 +202,13 @@ def evaluate_saved_model() -> int:
     sys.stderr.write(f"error: {e}\n")
     return 1
   logging.info("Evaluating %s on %d %s episodes of %s, %d-way %d-shot.",
-               _model_dir(), count, split, config.dataset, config.way,
+               model_dir, count, split, config.dataset, config.way,
                config.shot)
   for queries in ("per_query", "transductive"):
     result = saved_model_eval.evaluate(
         model, task.eval_dataset(split, count), queries)
     print(result_line(config, "accuracy", split, result, queries) +
-          f" model={_model_dir()}", flush=True)
+          f" model={model_dir}", flush=True)
   return 0
 
 

@@ -168,7 +168,9 @@ def command_line(config: TrainConfig) -> str:
   spelled out; lists comma-separated, booleans as --name / --noname)."""
   parts = []
   for name, value in flag_values(config).items():
-    if name in MUTABLE_FLAGS[1:] or value is None:
+    # The run's length belongs to the command; the other mutable settings
+    # (cadences, XLA, kernel) do not change the model.
+    if (name in MUTABLE_FLAGS and name != "episodes") or value is None:
       continue
     if isinstance(value, bool):
       parts.append(f"--{'' if value else 'no'}{name}")

@@ -480,16 +480,12 @@ class MetaTrainer:
     (self.logdir / f"test_episodes{suffix}.csv").write_text(
         "\n".join(rows) + "\n")
     step = int(self.episode.numpy())
-    if suffix:
-      with self.writer(f"test{suffix}").as_default(step=step):
-        tf.summary.scalar(self.task.metric, result["mean"])
-        tf.summary.scalar(f"{self.task.metric}_ci95", result["ci95"])
-        tf.summary.scalar("loss", result["loss"])
-      return result
-    with self.writer("test").as_default(step=step):
+    with self.writer(f"test{suffix}").as_default(step=step):
       tf.summary.scalar(self.task.metric, result["mean"])
       tf.summary.scalar(f"{self.task.metric}_ci95", result["ci95"])
       tf.summary.scalar("loss", result["loss"])
+      if suffix:  # Figures belong to the run's own transductive test.
+        return result
       traces = {k[:-len("_tracked")]: v for k, v in result.items()
                 if k.endswith("_tracked")}
       if traces and self.tracked.shape[0]:

@@ -74,6 +74,20 @@ class Learner(keras.layers.Layer):
               reference: tf.Tensor | None = None) -> tf.Tensor:
     raise NotImplementedError
 
+  # The output layer is the last two parameters (kernel, bias); the others
+  # are the body, whose output `features` returns.
+  NUM_OUTPUT_PARAMS = 2
+
+  @property
+  def num_body_params(self) -> int:
+    return len(self.layout.shapes) - self.NUM_OUTPUT_PARAMS
+
+  def features(self, params: list[tf.Tensor], x: tf.Tensor,
+               reference: tf.Tensor | None = None) -> tf.Tensor:
+    """The body's output `[B, D]` under the body's `params` (the first
+    `num_body_params`), the input of the output layer."""
+    raise NotImplementedError
+
   def loss(self, outputs: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     """Scalar mean loss."""
     raise NotImplementedError

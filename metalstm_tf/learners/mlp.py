@@ -30,12 +30,14 @@ class MLPLearner(Learner):
   def forward(self, params, x, reference=None):
     """Outputs `[B, sizes[-1]]` of inputs `x` `[B, sizes[0]]` (each row on
     its own: `reference` is not needed)."""
+    x = self.features(params[:-2], x, reference)
+    return tf.matmul(x, params[-2]) + params[-1]
+
+  def features(self, params, x, reference=None):
+    """The last hidden layer's ReLU activations `[B, sizes[-2]]`."""
     del reference
-    layers = len(self.sizes) - 1
-    for j in range(layers):
-      x = tf.matmul(x, params[2 * j]) + params[2 * j + 1]
-      if j < layers - 1:
-        x = tf.nn.relu(x)
+    for j in range(len(params) // 2):
+      x = tf.nn.relu(tf.matmul(x, params[2 * j]) + params[2 * j + 1])
     return x
 
   def loss(self, outputs, y):

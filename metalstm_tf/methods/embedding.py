@@ -1,25 +1,26 @@
-"""A meta-learned Conv-4 body as a flat variable: the feature extractor of
-the methods that learn no classifier by gradients (protonet, plain_lstm)."""
+"""A meta-learned copy of a learner's body (every layer but the output
+layer) as one flat variable: the feature extractor of the methods that do
+not learn it by inner-loop gradients (protonet, plain_lstm, op_lstm)."""
 
 import tensorflow as tf
 
-from metalstm_tf.learners.conv4 import Conv4Learner
+from metalstm_tf.learners.base import Learner
 
 
-def add_body_weight(layer, learner: Conv4Learner):
+def add_body_weight(layer, learner: Learner):
   """Adds to `layer` the variable `embedding`, `[body parameters]`, started
   at `learner`'s own initial body weights."""
-  size = sum(learner.layout.sizes[:Conv4Learner.NUM_BODY_PARAMS])
+  size = sum(learner.layout.sizes[:learner.num_body_params])
   variable = layer.add_weight(shape=(size,), initializer="zeros",
                               name="embedding")
   variable.assign(learner.initial_theta()[:size])
   return variable
 
 
-def embed(learner: Conv4Learner, body, x, reference=None):
-  """Features `[B, feature_size]` of images `x` under the flat `body`
-  (batch norm from `reference` if given, see `Conv4Learner.features`)."""
-  count = Conv4Learner.NUM_BODY_PARAMS
+def embed(learner: Learner, body, x, reference=None):
+  """Features of `x` under the flat `body` (`Learner.features`; batch norm
+  from `reference` if given)."""
+  count = learner.num_body_params
   parts = tf.split(tf.convert_to_tensor(body), learner.layout.sizes[:count])
   params = [tf.reshape(p, s) for p, s in
             zip(parts, learner.layout.shapes[:count])]

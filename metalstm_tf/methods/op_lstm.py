@@ -25,7 +25,8 @@ import tensorflow as tf
 from metalstm_tf.learners.conv4 import Conv4Learner
 from metalstm_tf.methods import embedding
 from metalstm_tf.methods.base import EpisodeOutput, Method
-from metalstm_tf.methods.registry import MethodSpec, option, register
+from metalstm_tf.methods.registry import (MethodSpec, option, register,
+                                          require_positive_ints)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,11 +39,7 @@ class OPLSTMOptions:
                           "update of the output layer (project default).")
 
   def __post_init__(self):
-    for name in ("op_hidden", "op_passes"):
-      value = getattr(self, name)
-      if not isinstance(value, int) or value < 1:
-        raise ValueError(f"--{name} must be a positive integer, got "
-                         f"{value!r}.")
+    require_positive_ints(self, "op_hidden", "op_passes")
     if not (isinstance(self.op_step, (int, float)) and self.op_step > 0 and
             self.op_step < float("inf")):
       raise ValueError(f"--op_step must be a positive finite number, got "
@@ -62,15 +59,7 @@ class OPLSTM(Method):
     self.passes, self.step = options.op_passes, float(options.op_step)
     self._classifier = isinstance(learner, Conv4Learner)
     params = learner.layout.unflatten(learner.initial_theta())
-    if self._classifier:
-      self.embedding = embedding.add_body_weight(self, learner)
-    else:  # the MLP's hidden layers are the body; its last layer is H
-      self._body_shapes = learner.layout.shapes[:-2]
-      self._body_sizes = learner.layout.sizes[:-2]
-      self.embedding = self.add_weight(
-          shape=(sum(self._body_sizes),), initializer="zeros",
-          name="embedding")
-      self.embedding.assign(learner.initial_theta()[:sum(self._body_sizes)])
+    self.embedding = embedding.add_body_weight(self, learner)
     kernel, bias = params[-2], params[-1]  # [in, out], [out]
     self.h0 = self.add_weight(shape=tuple(kernel.shape[::-1]),
                               initializer="zeros", name="h0")
@@ -89,13 +78,7 @@ class OPLSTM(Method):
     self.built = True
 
   def _features(self, x, reference=None):
-    if self._classifier:
-      return embedding.embed(self.learner, self.embedding, x, reference)
-    parts = tf.split(tf.convert_to_tensor(self.embedding), self._body_sizes)
-    for j in range(len(parts) // 2):
-      w = tf.reshape(parts[2 * j], self._body_shapes[2 * j])
-      x = tf.nn.relu(tf.matmul(x, w) + parts[2 * j + 1])
-    return x
+    return embedding.embed(self.learner, self.embedding, x, reference)
 
   def _lstm(self, z, states):
     """Both layers on `z` `[N, 2]` from `states` (four `[N, units]`)."""

@@ -23,7 +23,8 @@ import tensorflow as tf
 from metalstm_tf.learners.conv4 import Conv4Learner
 from metalstm_tf.methods import embedding
 from metalstm_tf.methods.base import EpisodeOutput, Method
-from metalstm_tf.methods.registry import MethodSpec, option, register
+from metalstm_tf.methods.registry import (MethodSpec, option, register,
+                                          require_positive_ints)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,11 +37,7 @@ class PlainLSTMOptions:
                                "mean-pooled over the previous pass.")
 
   def __post_init__(self):
-    for name in ("lstm_units", "support_passes"):
-      value = getattr(self, name)
-      if not isinstance(value, int) or value < 1:
-        raise ValueError(f"--{name} must be a positive integer, got "
-                         f"{value!r}.")
+    require_positive_ints(self, "lstm_units", "support_passes")
 
 
 class PlainLSTM(Method):

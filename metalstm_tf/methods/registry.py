@@ -57,6 +57,16 @@ def get(name: str) -> MethodSpec:
   return REGISTRY[name]
 
 
+def require_positive_ints(options, *names: str) -> None:
+  """Raises ValueError naming the flag if a field of `options` in `names`
+  is not an integer of 1 or more (for options' `__post_init__`)."""
+  for name in names:
+    value = getattr(options, name)
+    if not isinstance(value, int) or value < 1:
+      raise ValueError(f"--{name} must be a positive integer, got "
+                       f"{value!r}.")
+
+
 def option(default, help: str, **kwargs):
   """A dataclass field documented for its command-line flag."""
   return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
