@@ -7,13 +7,13 @@ when the fingerprint of their source files changes.
 """
 
 import json
-import os
 import pathlib
-import tempfile
 from typing import Callable, Iterable
 
 import numpy as np
 from absl import logging
+
+from data_prep.atomic import atomic_path, atomic_write_text, remove_leftovers
 
 
 def fingerprint(paths: Iterable[pathlib.Path]) -> list[list]:
@@ -23,16 +23,6 @@ def fingerprint(paths: Iterable[pathlib.Path]) -> list[list]:
     st = p.stat()
     out.append([p.name, st.st_size, int(st.st_mtime)])
   return out
-
-
-def atomic_write_text(path: pathlib.Path, text: str) -> None:
-  """Writes `text` to `path` through a temporary file renamed into place:
-  a reader sees the old file or the new one, never a partial one."""
-  path = pathlib.Path(path)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-  with os.fdopen(fd, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
 
 
 def load(cache_dir: pathlib.Path, name: str, source_fingerprint,
@@ -74,18 +64,12 @@ def build(cache_dir: pathlib.Path, name: str, source_fingerprint,
   npy, meta_path = cache_dir / f"{name}.npy", cache_dir / f"{name}.json"
   if meta_path.exists():
     meta_path.unlink()  # Invalidate first: a crash below leaves no valid entry.
-  fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f"{name}.", suffix=".npy.tmp")
-  os.close(fd)
-  try:
+  remove_leftovers(cache_dir)
+  with atomic_path(npy, suffix=".npy") as tmp:
     array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
     extra = fill(array) or {}
     array.flush()
     del array
-    os.replace(tmp, npy)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
   meta = {"fingerprint": source_fingerprint, "shape": list(shape),
           "dtype": str(np.dtype(dtype)), "nbytes_file": npy.stat().st_size,
           "extra": extra}

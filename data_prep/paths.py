@@ -7,12 +7,12 @@ Resolution order, the same for both directories:
 import os
 import pathlib
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 
 from absl import logging
 
+from data_prep.atomic import atomic_path
 from data_prep.errors import DatasetError
 
 DATA_DIR_ENV = "METALSTM_DATA_DIR"
@@ -56,16 +56,9 @@ def download(url: str, dest: pathlib.Path, timeout: float = 30.0) -> None:
   """Downloads `url` to `dest` atomically (temporary file, then rename)."""
   dest.parent.mkdir(parents=True, exist_ok=True)
   logging.info("Downloading %s -> %s", url, dest)
-  fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
-  try:
-    with os.fdopen(fd, "wb") as out, urllib.request.urlopen(
-        url, timeout=timeout) as response:
-      shutil.copyfileobj(response, out, length=1 << 20)
-    os.replace(tmp, dest)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  with atomic_path(dest, suffix=".part") as tmp, open(tmp, "wb") as out, \
+      urllib.request.urlopen(url, timeout=timeout) as response:
+    shutil.copyfileobj(response, out, length=1 << 20)
 
 
 def ensure_files(directory: pathlib.Path, files: dict[str, str],

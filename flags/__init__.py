@@ -8,7 +8,7 @@ import dataclasses
 
 from absl import flags as absl_flags
 
-from flags import predict as _predict_flags  # noqa: F401 (defines flags)
+from . import predict as _predict_flags  # noqa: F401 (defines flags)
 from metalstm_tf import methods
 from metalstm_tf.config import LR_SCHEDULES, TrainConfig
 

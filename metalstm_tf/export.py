@@ -27,12 +27,11 @@ TensorFlow (`tf.saved_model.load`), not this project.
 """
 
 import json
-import os
 import pathlib
-import shutil
-import tempfile
 
 import tensorflow as tf
+
+from data_prep.atomic import atomic_path, remove_leftovers
 
 from metalstm_tf.methods.base import Method
 
@@ -139,8 +138,8 @@ def export_saved_model(path, method: Method, input_shape,
                                         "their own (the papers' protocol)"}
   module = _AdaptAndPredict(method, input_shape, label_dtype, label_shape,
                             metadata)
-  tmp = pathlib.Path(tempfile.mkdtemp(dir=path.parent, prefix=".saved_model."))
-  try:
+  remove_leftovers(path.parent)
+  with atomic_path(path, directory=True) as tmp:
     with method.standard_ops():  # Loadable without this project's kernels.
       tf.saved_model.save(module, str(tmp), signatures={
           "adapt_and_predict": module.adapt_and_predict,
@@ -149,15 +148,4 @@ def export_saved_model(path, method: Method, input_shape,
           "metadata": module.metadata})
     (tmp / METADATA_FILE).write_text(
         json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-    if path.exists():
-      old = path.with_name(path.name + ".old")
-      shutil.rmtree(old, ignore_errors=True)
-      os.replace(path, old)
-      os.replace(tmp, path)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.replace(tmp, path)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   return path

@@ -165,7 +165,7 @@ def predict(model, metadata: dict, support_dir, query_dir,
 
 def write_csv(path, predictions: list[Prediction], class_names: list[str]):
   """file, predicted class, probability, then one column per class."""
-  from data_prep.cache import atomic_write_text
+  from data_prep.atomic import atomic_write_text
   out = io.StringIO()
   writer = csv.writer(out)
   writer.writerow(["file", "predicted", "probability"] +

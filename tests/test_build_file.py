@@ -12,7 +12,7 @@ def _build_text():
 
 def test_build_names_every_library_module():
   text = _build_text()
-  for pkg in ("metalstm_tf", "data_prep", "flags"):
+  for pkg in ("metalstm", "metalstm_tf", "data_prep", "flags"):
     for path in sorted((REPO / pkg).rglob("*.py")):
       rel = path.relative_to(REPO).as_posix()
       assert f'"{rel}"' in text, f"BUILD does not list {rel}"

@@ -6,7 +6,7 @@ from absl import flags as absl_flags
 from absl.testing import flagsaver
 import pytest
 
-import flags as metalstm_flags
+from metalstm import flags as metalstm_flags
 
 
 def _config(*argv):

@@ -307,11 +307,11 @@ def test_a_signal_during_a_meta_update_still_resumes_exactly(
   the last checkpoint. Either way the resumed run ends where an
   uninterrupted one does."""
   import signal
-  import main
+  from metalstm import cli
   _, method, straight = build(tiny_config(tmp_path / "a"))
   straight.fit()
   _, _, trainer = build(tiny_config(tmp_path / "b"))
-  stop = main._StopRequest()
+  stop = cli._StopRequest()
   step = trainer.train_step
 
   def step_with_a_signal(batch):

@@ -20,7 +20,6 @@ import pathlib
 import platform
 import shlex
 import subprocess
-import tempfile
 
 from absl import logging
 import tensorflow as tf
@@ -60,22 +59,18 @@ def _library_path(cxx: str) -> pathlib.Path:
 
 def _compile(cxx: str, out: pathlib.Path) -> None:
   """Compiles SOURCE into `out` atomically (temporary file, then rename)."""
+  from data_prep.atomic import atomic_path, remove_leftovers
   out.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.stem, suffix=".so.tmp")
-  os.close(fd)
-  cmd = ([cxx] + _cxx_flags() + tf.sysconfig.get_compile_flags() +
-         [str(SOURCE), "-o", tmp] + tf.sysconfig.get_link_flags())
-  logging.info("Compiling the fused meta-LSTM kernel (once per machine): %s",
-               shlex.join(cmd))
-  try:
+  remove_leftovers(out.parent)
+  with atomic_path(out, suffix=".so") as tmp:
+    cmd = ([cxx] + _cxx_flags() + tf.sysconfig.get_compile_flags() +
+           [str(SOURCE), "-o", str(tmp)] + tf.sysconfig.get_link_flags())
+    logging.info("Compiling the fused meta-LSTM kernel (once per machine): "
+                 "%s", shlex.join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode:
       raise RuntimeError(f"{cxx} exited with {proc.returncode}:\n"
                          f"{proc.stderr[-3000:]}")
-    os.replace(tmp, out)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 @functools.cache
