@@ -1,7 +1,7 @@
 """Command-line flags of `main.py`, and their translation to a TrainConfig.
 
 Flags left unset take the protocol's defaults for the chosen dataset and
-shots (BRIEF §1 and §5); library code never reads these flags.
+shots (the papers' protocols); library code never reads these flags.
 """
 
 import dataclasses

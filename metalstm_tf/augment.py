@@ -1,4 +1,5 @@
-"""Per-image data augmentation for training episodes (000_cda7dfe262473a44 §IV).
+"""Per-image data augmentation for training episodes (Furrer et al.,
+"Meta-Learner LSTM for Few Shot Learning", §IV).
 
 Random crops with an aspect-ratio change resized back to the input size, and
 colour jitter (brightness, contrast, saturation, hue) for RGB images. Every

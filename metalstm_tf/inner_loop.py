@@ -4,9 +4,10 @@ Meta-gradients come from nesting: the caller records `adapt` under an outer
 `tf.GradientTape`, and `adapt` computes each learner gradient with an inner
 tape. First order (the paper): the loss and gradient fed to the update rule are
 wrapped in `tf.stop_gradient`, so the meta-gradient flows only along the
-parameter (cell-state) path and through the gates. Second order
-(004_1039c1b988ad2642): they are not, and the outer tape differentiates
-through the inner gradient computation as well. In first order the learner's
+parameter (cell-state) path and through the gates. Second order (Huisman,
+2024, "Stateless Neural Meta-Learning using Second-Order Gradients"): they
+are not, and the outer tape differentiates through the inner gradient
+computation as well. In first order the learner's
 support passes run on `tf.stop_gradient(theta)`, which gives the same loss and
 gradient values and keeps the passes off the outer tape entirely.
 """

@@ -290,6 +290,7 @@ class MetaTrainer:
     with self.writer("val").as_default(step=step):
       tf.summary.scalar("loss", result["loss"])
       tf.summary.scalar(self.task.metric, result["mean"])
+      tf.summary.scalar(f"{self.task.metric}_ci95", result["ci95"])
     improved = self._is_better(result["mean"]) and bool(self._all_finite())
     if improved:
       self.best_metric.assign(result["mean"])

@@ -1,4 +1,5 @@
-"""The Conv-4 learner of Ravi & Larochelle (BRIEF §1).
+"""The Conv-4 learner of Ravi & Larochelle, 2017, "Optimization as a Model
+for Few-Shot Learning".
 
 4 x [3x3 conv (same padding), batch norm, ReLU, 2x2 max-pool] + linear.
 Batch norm normalises with the current batch's statistics (training and test

@@ -2,7 +2,7 @@
 
 Layer 1 is a standard LSTM (input 4, hidden `hidden_size`) over the
 preprocessed loss and gradient of every coordinate. Layer 2 is the meta cell
-whose cell state is the learner's parameters (BRIEF §1, paper Eq. 2):
+whose cell state is the learner's parameters (Ravi & Larochelle, 2017, Eq. 2):
 
     i_t = sigma(W_I [h_t, theta_{t-1}, i_{t-1}] + b_I)
     f_t = sigma(W_F [h_t, theta_{t-1}, f_{t-1}] + b_F)

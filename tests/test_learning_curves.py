@@ -1,0 +1,36 @@
+"""benchmarks/learning_curves.py on a real (short) training run."""
+
+import re
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_learning_curves_of_a_short_run(tmp_path):
+  run = tmp_path / "run"
+  train = subprocess.run(
+      [sys.executable, "main.py", "--dataset=sine", "--shots=5",
+       "--episodes=40", "--val_every=10", "--val_episodes=5",
+       "--test_episodes=5", "--hidden_size=4", "--checkpoint_every=10",
+       f"--logdir={run}"],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert train.returncode == 0, train.stderr[-3000:]
+  logged = {int(e): float(v) for e, v in re.findall(
+      r"Validation at episode (\d+): mse (\S+)", train.stderr)}
+  assert sorted(logged) == [10, 20, 30, 40]
+  png = tmp_path / "curves.png"
+  out = subprocess.run(
+      [sys.executable, "benchmarks/learning_curves.py", f"--runs={run}",
+       "--labels=sine", f"--output={png}", "--smooth=10"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert png.stat().st_size > 10_000  # axes, two curves and a legend
+  match = re.search(r"train mse: (\d+) points.*val mse: (\d+) points, best "
+                    r"(\S+) at episode (\d+)", out.stdout)
+  assert match, out.stdout
+  assert int(match.group(1)) >= 4 and int(match.group(2)) == 4
+  episode = min(logged, key=logged.get)
+  assert int(match.group(4)) == episode
+  assert abs(float(match.group(3)) - logged[episode]) < 1e-3
