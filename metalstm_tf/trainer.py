@@ -295,10 +295,10 @@ class MetaTrainer:
     if improved:
       self.best_metric.assign(result["mean"])
       self.best_episode.assign(step)
-      self.best_manager.save(checkpoint_number=step)
+      path = self.best_manager.save(checkpoint_number=step)
     logging.info("Validation at episode %d: %s %.4f +- %.4f%s", step,
                  self.task.metric, result["mean"], result["ci95"],
-                 " (best so far, saved)" if improved else "")
+                 f" (best so far, saved to {path})" if improved else "")
     result["improved"] = improved
     return result
 
