@@ -66,6 +66,46 @@ def _check_labels(labels, way):
   ]
 
 
+def _checked(values, name: str, shape, what: str):
+  """`values` [N, *shape] after in-graph checks of its rank, its example
+  shape and its finiteness, each a clear error for the caller. (The
+  signatures take any shape, so that a caller that bypasses Python's
+  signature checks, e.g. a C++ server, gets these errors rather than a
+  kernel's. The conditions are computed by ops that cannot fail on a wrong
+  shape, and each check passes when an earlier one fails, so that the error
+  raised is always the first check's.)"""
+  shape = [int(d) for d in shape]
+  dims = "x".join(str(d) for d in shape) or "scalar"
+  rank = len(shape) + 1
+  rank_ok = tf.equal(tf.rank(values), rank)
+  # The shape padded with zeros: a rank other than the signature's (which
+  # graph optimisation may assume) shows as a wrong or an extra dimension.
+  padded = tf.concat([tf.shape(values), tf.zeros([rank + 1], tf.int32)], 0)
+  size_ok = tf.logical_and(
+      tf.reduce_all(tf.equal(padded[1:rank], tf.constant(shape, tf.int32))),
+      tf.equal(padded[rank], 0))
+  checks = [
+      tf.debugging.Assert(rank_ok, [
+          f"{name} must be a batch of {what}: a rank-{rank} tensor "
+          f"[N, {', '.join(str(d) for d in shape)}], not rank",
+          tf.rank(values)]),
+      tf.debugging.Assert(tf.logical_or(tf.logical_not(rank_ok), size_ok), [
+          f"{name} must hold {dims} {what} (this model's input; convert "
+          "them as its metadata's input_convention says); the shape given "
+          "is", tf.shape(values)]),
+  ]
+  if values.dtype.is_floating:
+    # (Flattened: a reduction over every axis of an input of unknown rank
+    # may be specialised to the rank of an earlier call's input.)
+    finite = tf.reduce_all(tf.math.is_finite(tf.reshape(values, [-1])), 0)
+    checks.append(tf.debugging.Assert(
+        tf.logical_or(tf.logical_not(tf.logical_and(rank_ok, size_ok)),
+                      finite), [f"{name} hold NaN or infinite values."]))
+  with tf.control_dependencies(checks):
+    values = tf.identity(values)
+  return tf.ensure_shape(values, [None] + shape)
+
+
 class _AdaptAndPredict(tf.Module):
 
   def __init__(self, method: Method, input_shape, label_dtype, label_shape,
@@ -77,11 +117,15 @@ class _AdaptAndPredict(tf.Module):
     self._classifier = label_dtype.is_integer and not label_shape
     self._way = getattr(method.learner, "way", None)
     self._metadata = json.dumps(metadata, sort_keys=True)
-    shape = list(input_shape)
-    spec = [tf.TensorSpec([None] + shape, tf.float32, "support_images"),
-            tf.TensorSpec([None] + list(label_shape), label_dtype,
+    self._input_shape = [int(d) for d in input_shape]
+    self._label_shape = [int(d) for d in label_shape]
+    # Only the rank is fixed (a call of another rank is refused before the
+    # graph runs); `_checked` validates the sizes and values in the graph.
+    images = [None] * (len(self._input_shape) + 1)
+    spec = [tf.TensorSpec(images, tf.float32, "support_images"),
+            tf.TensorSpec([None] * (len(self._label_shape) + 1), label_dtype,
                           "support_labels"),
-            tf.TensorSpec([None] + shape, tf.float32, "query_images")]
+            tf.TensorSpec(images, tf.float32, "query_images")]
     self.adapt_and_predict = tf.function(self._per_query,
                                          input_signature=spec)
     self.adapt_and_predict_transductive = tf.function(self._transductive,
@@ -90,6 +134,13 @@ class _AdaptAndPredict(tf.Module):
 
   def _predict(self, support_images, support_labels, query_images,
                transductive):
+    what = "images" if len(self._input_shape) == 3 else "inputs"
+    support_images = _checked(support_images, "support_images",
+                              self._input_shape, what)
+    query_images = _checked(query_images, "query_images", self._input_shape,
+                            what)
+    support_labels = _checked(support_labels, "support_labels",
+                              self._label_shape, "labels")
     if self._classifier:
       with tf.control_dependencies(_check_labels(support_labels, self._way)):
         order = _cycle_classes(support_labels, self._way)

@@ -172,3 +172,56 @@ def test_read_image_converts_by_the_convention(tmp_path):
 def test_conventions_round_trip_through_metadata():
   for c in conventions.BY_DATASET.values():
     assert conventions.InputConvention.from_dict(c.as_dict()) == c
+
+
+def _bad_inputs():
+  """(name, support_images, support_labels, query_images, message) of each
+  invalid call: the model is 3-way on 16x16x1 images."""
+  good_x = np.full((6, 16, 16, 1), 0.5, np.float32)
+  good_y = np.repeat(np.arange(3, dtype=np.int32), 2)
+  nan_x = good_x.copy()
+  nan_x[3, 7, 7, 0] = np.nan
+  return [
+      ("wrong size", good_x, good_y, np.zeros((4, 32, 32, 1), np.float32),
+       "query_images must hold 16x16x1 images"),
+      ("wrong channels", np.zeros((6, 16, 16, 3), np.float32), good_y,
+       good_x, "support_images must hold 16x16x1 images"),
+      ("a NaN pixel", nan_x, good_y, good_x,
+       "support_images hold NaN or infinite values"),
+      ("a label out of range", good_x, np.array([0, 0, 1, 1, 2, 3], np.int32),
+       good_x, "this model classifies 3 classes"),
+  ]
+
+
+@pytest.mark.parametrize("signature", ["adapt_and_predict",
+                                       "adapt_and_predict_transductive"])
+def test_the_saved_model_checks_its_inputs_in_the_graph(model, signature):
+  """Each invalid input is a clear InvalidArgumentError to the caller (the
+  process goes on: the next valid call works)."""
+  import tensorflow as tf
+  path, _, _ = model
+  loaded = tf.saved_model.load(str(path))
+  fn = loaded.signatures[signature]
+  for name, s_x, s_y, q_x, message in _bad_inputs():
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+      fn(support_images=tf.constant(s_x), support_labels=tf.constant(s_y),
+         query_images=tf.constant(q_x))
+  # Another rank: refused by the signature (numpy arrays) or in the graph
+  # (tensors), naming the input either way.
+  _, s_x, s_y, _, _ = _bad_inputs()[0]
+  for q_x in (np.zeros((4, 16, 16), np.float32),
+              np.zeros((4, 16, 16, 1, 1), np.float32)):
+    for convert in (np.asarray, tf.constant):
+      with pytest.raises((TypeError, tf.errors.InvalidArgumentError),
+                         match="query_images"):
+        fn(support_images=convert(s_x), support_labels=convert(s_y),
+           query_images=convert(q_x))
+  for convert in (np.asarray, tf.constant):
+    with pytest.raises((TypeError, tf.errors.InvalidArgumentError),
+                       match="support_labels"):
+      fn(support_images=convert(s_x), support_labels=convert(s_y[:, None]),
+         query_images=convert(s_x))
+  q_x = s_x
+  logits = fn(support_images=tf.constant(s_x), support_labels=tf.constant(s_y),
+              query_images=tf.constant(q_x))["logits"]
+  assert logits.shape == (6, 3) and np.isfinite(logits.numpy()).all()
