@@ -21,7 +21,7 @@ from absl import logging
 from PIL import Image
 
 from data_prep import cache, conventions, paths
-from data_prep.errors import DatasetError
+from data_prep.errors import DatasetError, read_member
 from data_prep.splits_data import SplitData
 
 ARCHIVE = "CUB_200_2011.tgz"
@@ -92,12 +92,19 @@ class _Source:
           yield name, path.read_bytes()
       return
     prefix = f"{FOLDER}/images/"
+    fix = "Download CUB_200_2011.tgz again, or extract it into cub/."
     with tarfile.open(self.archive) as tar:  # one sequential pass
-      for member in tar:
+      members = iter(tar)
+      while True:
+        member = read_member(lambda: next(members, None), self.archive,
+                             "(the next one)", fix)
+        if member is None:
+          return
         name = member.name[len(prefix):]
         if member.isfile() and member.name.startswith(prefix) and \
             name in wanted:
-          yield name, tar.extractfile(member).read()
+          yield name, read_member(lambda: tar.extractfile(member).read(),
+                                  self.archive, member.name, fix)
 
 
 def _class_images(source: _Source) -> dict[str, list[str]]:

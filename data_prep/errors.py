@@ -6,3 +6,25 @@ class DatasetError(RuntimeError):
 
   The message is a single paragraph that says what is wrong and how to fix it.
   """
+
+
+# What reading a damaged archive member raises: a bad CRC (zipfile), a
+# corrupt deflate stream (zlib), a truncated file (EOFError, OSError), a
+# damaged tar header (tarfile).
+def _archive_errors():
+  import tarfile
+  import zipfile
+  import zlib
+  return (zipfile.BadZipFile, zlib.error, EOFError, OSError,
+          tarfile.TarError)
+
+
+def read_member(read, archive, member: str, fix: str) -> bytes:
+  """`read()` (the bytes of `member` of `archive`), or a DatasetError that
+  names the damaged archive and says `fix` when it cannot be read."""
+  try:
+    return read()
+  except _archive_errors() as e:
+    raise DatasetError(
+        f"{archive} is damaged: its member {member} cannot be read ({e}). "
+        f"{fix}") from e

@@ -18,7 +18,7 @@ from absl import logging
 from PIL import Image
 
 from data_prep import cache, conventions, paths
-from data_prep.errors import DatasetError
+from data_prep.errors import DatasetError, read_member
 from data_prep.splits_data import SplitData
 
 IMAGE_SIZE = conventions.MINI_IMAGENET.height
@@ -89,8 +89,13 @@ class _ImageSource:
 
   def read(self, filename: str) -> bytes:
     if self.kind == "zip":
-      return self._zip.read(f"images/{filename}")
-    return (self.folder / filename).read_bytes()
+      return read_member(
+          lambda: self._zip.read(f"images/{filename}"), self.zip_path,
+          f"images/{filename}", "Replace it with a complete copy, or "
+          "extract it into an images/ folder.")
+    return read_member(lambda: (self.folder / filename).read_bytes(),
+                       self.folder, filename,
+                       "Replace the file with a good copy.")
 
   def close(self):
     if self._zip is not None:

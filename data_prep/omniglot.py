@@ -19,7 +19,7 @@ from absl import logging
 from PIL import Image
 
 from data_prep import cache, conventions, paths
-from data_prep.errors import DatasetError
+from data_prep.errors import DatasetError, read_member
 from data_prep.splits_data import SplitData
 
 ZIP_URLS = {
@@ -121,8 +121,12 @@ def load_characters(data_dir: str | None = None, cache_dir: str | None = None,
       for i, name in enumerate(names):
         zpath, members = characters[name]
         for j, member in enumerate(members):
-          out[i, j] = _decode(open_zips[zpath].read(member),
-                              f"{zpath.name}:{member}")
+          data = read_member(
+              lambda: open_zips[zpath].read(member), zpath, member,
+              "Delete it and run again to download it afresh, or replace "
+              "it with the official file from "
+              f"{ZIP_URLS.get(zpath.name, 'the Omniglot repository')}.")
+          out[i, j] = _decode(data, f"{zpath.name}:{member}")
         if (i + 1) % 200 == 0 or i + 1 == len(names):
           logging.info("  Omniglot cache: %d/%d characters (%.0f%%)", i + 1,
                        len(names), 100.0 * (i + 1) / len(names))

@@ -119,11 +119,23 @@ def export(config, task, method, trainer, results: list[str]):
       "test": tests,
       "trained_episodes": int(trainer.episode.numpy()),
   }
-  path = export_lib.export_saved_model(
-      trainer.logdir / "saved_model", method, task.learner.example_shape,
-      label_dtype=tf.int32 if classifier else tf.float32,
-      label_shape=() if classifier else (1,), metadata=metadata)
+  try:
+    path = export_lib.export_saved_model(
+        trainer.logdir / "saved_model", method, task.learner.example_shape,
+        label_dtype=tf.int32 if classifier else tf.float32,
+        label_shape=() if classifier else (1,), metadata=metadata)
+  except (tf.errors.OpError, OSError) as e:
+    cause = getattr(e, "message", None) or str(e)
+    raise ExportError(
+        f"Could not write the SavedModel in {trainer.logdir} "
+        f"({cause.strip()}). The run's checkpoints are intact: free some "
+        "disk space, then export it with the same command plus "
+        "--mode=export.") from e
   logging.info("Exported the SavedModel to %s.", path)
+
+
+class ExportError(OSError):
+  """The SavedModel could not be written."""
 
 
 def _model_dir() -> str:
@@ -230,6 +242,7 @@ def main(argv):
   from data_prep.atomic import atomic_write_text
   from metalstm_tf.config import TrainConfig
   from metalstm_tf.run_lock import RunLock, RunLocked
+  from metalstm_tf.trainer import CheckpointWriteError
   mode = FLAGS.mode
   record = pathlib.Path(metalstm_flags.run_logdir()) / "config.json"
   if record.parent.exists() and not record.parent.is_dir():
@@ -286,7 +299,7 @@ def main(argv):
                   stop_requested=stop)
     except KeyboardInterrupt:
       return 130  # The trainer saved a checkpoint and said how to resume.
-    except FloatingPointError as e:
+    except (FloatingPointError, CheckpointWriteError) as e:
       sys.stderr.write(f"error: {e}\n")
       return 1
     finally:  # Testing and export stop at once again.
@@ -301,7 +314,11 @@ def main(argv):
   if mode == "export":  # The figures the run's training measured, if any.
     lines = (result_file.read_text().splitlines() if result_file.is_file()
              else [])
-    export(config, task, method, trainer, lines)
+    try:
+      export(config, task, method, trainer, lines)
+    except ExportError as e:
+      sys.stderr.write(f"error: {e}\n")
+      return 1
     return 0
   # The run's own test split, then (--test_dataset) the other dataset's;
   # training always records its own. Each query on its own, then together.
@@ -316,16 +333,21 @@ def main(argv):
       lines.append(result_line(
           config, task.metric, "test", result,
           "transductive" if transductive else "per_query", test_cross))
+  status = 0
   if mode == "train":
     atomic_write_text(result_file, "\n".join(lines) + "\n")
-    export(config, task, method, trainer, lines)
+    try:
+      export(config, task, method, trainer, lines)
+    except ExportError as e:  # The test's figures stand; say so, then them.
+      sys.stderr.write(f"error: {e}\n")
+      status = 1
   with open(logdir / "results_history.txt", "a") as history:
     history.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} mode={mode} "
                   f"{' '.join(sys.argv[1:])}\n" +
                   "".join(f"  {line}\n" for line in lines))
   for line in lines:
     print(line, flush=True)
-  return 0
+  return status
 
 
 def run():

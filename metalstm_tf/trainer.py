@@ -32,6 +32,26 @@ from metalstm_tf.episodes import Episode
 from metalstm_tf.methods.base import Method
 from metalstm_tf.tasks import Task
 
+class CheckpointWriteError(OSError):
+  """A checkpoint could not be written (disk full, file too large, no
+  permission); the message says where and what to do."""
+
+
+def _write_checkpoint(manager, number: int) -> str:
+  """`manager.save(number)`, or a CheckpointWriteError that names the
+  directory, the cause and the checkpoint training would resume from."""
+  try:
+    return manager.save(checkpoint_number=number)
+  except (tf.errors.OpError, OSError) as e:
+    cause = getattr(e, "message", None) or str(e)
+    raise CheckpointWriteError(
+        f"Could not write checkpoint {number} in {manager.directory} "
+        f"({cause.strip()}). Free some disk space (or move the run to a "
+        "disk with room and give its --logdir), then run the same command "
+        "again: it resumes from the last checkpoint written, "
+        f"{manager.latest_checkpoint or 'none yet'}.") from e
+
+
 class NonFiniteError(FloatingPointError):
   """The meta-parameters became NaN or infinite."""
 
@@ -295,7 +315,7 @@ class MetaTrainer:
     if improved:
       self.best_metric.assign(result["mean"])
       self.best_episode.assign(step)
-      path = self.best_manager.save(checkpoint_number=step)
+      path = _write_checkpoint(self.best_manager, step)
     logging.info("Validation at episode %d: %s %.4f +- %.4f%s", step,
                  self.task.metric, result["mean"], result["ci95"],
                  f" (best so far, saved to {path})" if improved else "")
@@ -332,7 +352,7 @@ class MetaTrainer:
           f"The meta-parameters are not finite at episode "
           f"{int(self.episode.numpy())}; not saving them. The last good "
           f"checkpoint, {self.manager.latest_checkpoint}, is kept.")
-    return self.manager.save(checkpoint_number=int(self.episode.numpy()))
+    return _write_checkpoint(self.manager, int(self.episode.numpy()))
 
   def fit(self, on_progress: Callable[[int, int, dict], None] | None = None,
           max_episodes: int | None = None,
