@@ -89,6 +89,7 @@ def export(config, task, method, trainer, results: list[str]):
   RESULT lines)."""
   from data_prep import conventions
   from metalstm_tf import export as export_lib
+  from metalstm_tf import trainer as trainer_lib
   import tensorflow as tf
   classifier = task.metric == "accuracy"
   tests = {}
@@ -124,11 +125,10 @@ def export(config, task, method, trainer, results: list[str]):
         trainer.logdir / "saved_model", method, task.learner.example_shape,
         label_dtype=tf.int32 if classifier else tf.float32,
         label_shape=() if classifier else (1,), metadata=metadata)
-  except (tf.errors.OpError, OSError) as e:
-    cause = getattr(e, "message", None) or str(e)
+  except trainer_lib.WRITE_ERRORS as e:
     raise ExportError(
         f"Could not write the SavedModel in {trainer.logdir} "
-        f"({cause.strip()}). The run's checkpoints are intact: free some "
+        f"({trainer_lib.write_error_cause(e)}). The run's checkpoints are intact: free some "
         "disk space, then export it with the same command plus "
         "--mode=export.") from e
   logging.info("Exported the SavedModel to %s.", path)

@@ -37,16 +37,23 @@ class CheckpointWriteError(OSError):
   permission); the message says where and what to do."""
 
 
+WRITE_ERRORS = (tf.errors.OpError, OSError)  # what a failed write raises
+
+
+def write_error_cause(error) -> str:
+  """The cause of a failed write, in a few words (`File too large`...)."""
+  return (getattr(error, "message", None) or str(error)).strip()
+
+
 def _write_checkpoint(manager, number: int) -> str:
   """`manager.save(number)`, or a CheckpointWriteError that names the
   directory, the cause and the checkpoint training would resume from."""
   try:
     return manager.save(checkpoint_number=number)
-  except (tf.errors.OpError, OSError) as e:
-    cause = getattr(e, "message", None) or str(e)
+  except WRITE_ERRORS as e:
     raise CheckpointWriteError(
         f"Could not write checkpoint {number} in {manager.directory} "
-        f"({cause.strip()}). Free some disk space (or move the run to a "
+        f"({write_error_cause(e)}). Free some disk space (or move the run to a "
         "disk with room and give its --logdir), then run the same command "
         "again: it resumes from the last checkpoint written, "
         f"{manager.latest_checkpoint or 'none yet'}.") from e
