@@ -4,6 +4,7 @@ clear shape errors, a working fallback, and SavedModels free of it."""
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 
@@ -200,8 +201,22 @@ def test_meta_lstm_fused_and_ops_agree(module, second_order, preprocess):
                                atol=1e-4 * scale)
 
 
+def _one_step(seed=0, p=50):
+  rule = MetaLSTM(tf.ones([p]), hidden_size=4, seed=seed)
+  rng = np.random.default_rng(seed)
+  theta0 = tf.constant(rng.normal(size=p), tf.float32)
+  grad = tf.constant(rng.normal(size=p) * 0.1, tf.float32)
+  state = rule.init_state(theta0)
+  theta, state = rule.step(theta0, grad, tf.constant(0.7), state)
+  theta, _ = rule.step(theta, grad * 0.5, tf.constant(0.6), state)
+  return theta.numpy()
+
+
 def test_fallback_to_tensorflow_ops_when_the_kernel_cannot_build(
-    tmp_path, monkeypatch):
+    module, tmp_path, monkeypatch):
+  """Where the kernel cannot be built, TensorFlow ops give the values the
+  kernel gives (two steps of the same rule, compared value by value)."""
+  with_kernel = _one_step()
   monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
   monkeypatch.setenv("METALSTM_CACHE_DIR", str(tmp_path / "cache"))
   kernels.meta_lstm_cell.cache_clear()
@@ -211,13 +226,55 @@ def test_fallback_to_tensorflow_ops_when_the_kernel_cannot_build(
       m.setattr(kernels.logging, "warning",
                 lambda msg, *a: warnings.append(msg % a))
       assert kernels.meta_lstm_cell() is None
-    assert "unavailable" in warnings[0] and "TensorFlow ops" in warnings[0]
-    rule = MetaLSTM(tf.ones([50]), hidden_size=4, seed=0)
-    theta, _ = rule.step(rule.initial_theta(), tf.ones([50]),
-                         tf.constant(1.0), rule.init_state(tf.ones([50])))
-    assert theta.shape == (50,)
+      assert "unavailable" in warnings[0] and "TensorFlow ops" in warnings[0]
+      without = _one_step()
   finally:
     kernels.meta_lstm_cell.cache_clear()
+  assert not np.array_equal(without, _one_step(seed=1))  # the check bites
+  np.testing.assert_allclose(without, with_kernel, rtol=1e-5, atol=1e-6)
+
+
+def test_a_library_that_is_not_ours_is_never_loaded(module, tmp_path,
+                                                    monkeypatch):
+  """A cached library whose bytes differ from the digest recorded when it
+  was compiled is deleted and compiled again, never loaded."""
+  cxx = os.environ.get("CXX", "g++")
+  built = kernels._library_path(cxx)  # the library `module` came from
+  monkeypatch.setenv("METALSTM_CACHE_DIR", str(tmp_path / "cache"))
+  copy = kernels._library_path(cxx)
+  copy.parent.mkdir(parents=True)
+  shutil.copy(built, copy)
+  shutil.copy(kernels._digest_file(built), kernels._digest_file(copy))
+  assert kernels._is_ours(copy)
+  with open(copy, "ab") as f:  # one byte appended
+    f.write(b"\0")
+  assert not kernels._is_ours(copy)
+  compiled, warnings = [], []
+
+  def no_compiler(cxx, out):
+    compiled.append(out)
+    raise RuntimeError("no compiler (test)")
+  monkeypatch.setattr(kernels, "_compile", no_compiler)
+  monkeypatch.setattr(kernels.logging, "warning",
+                      lambda msg, *a: warnings.append(msg % a))
+  kernels.meta_lstm_cell.cache_clear()
+  try:
+    assert kernels.meta_lstm_cell() is None
+  finally:
+    kernels.meta_lstm_cell.cache_clear()
+  assert "is not the library this source and compiler produced" in warnings[0]
+  assert not copy.exists() and compiled == [copy]
+
+
+def test_the_kernel_directory_is_private(tmp_path):
+  shared = tmp_path / "kernels"
+  shared.mkdir(mode=0o777)
+  os.chmod(shared, 0o777)
+  kernels._private_directory(shared)
+  assert shared.stat().st_mode & 0o777 == 0o700
+  fresh = tmp_path / "new" / "kernels"
+  kernels._private_directory(fresh)
+  assert fresh.stat().st_mode & 0o777 == 0o700
 
 
 def test_disabled_by_environment(monkeypatch):

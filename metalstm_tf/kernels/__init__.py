@@ -11,6 +11,13 @@ of the datasets: `$METALSTM_CACHE_DIR`, else `~/.cache/metalstm/cache`).
 `$METALSTM_KERNEL_CXXFLAGS` adds compiler flags (for example
 `-march=x86-64-v3` for a library that also runs on older CPUs). Set
 `METALSTM_FUSED_KERNEL=0` to never build or use it.
+
+Loading a shared library runs its code, so the library is only loaded from a
+directory private to the user (created with mode 0700; an existing one owned
+by the user is made so, one owned by another user is refused), and only if
+it is the file this project compiled: the SHA-256 of its bytes, recorded
+beside it at compile time (`<name>.so.sha256`), must match. A library that
+does not match is deleted and compiled again.
 """
 
 import functools
@@ -57,10 +64,42 @@ def _library_path(cxx: str) -> pathlib.Path:
   return resolve_cache_dir() / "kernels" / f"meta_lstm_cell-{key}.so"
 
 
+def _private_directory(path: pathlib.Path) -> None:
+  """Creates `path` (mode 0700) or makes it private; refuses a directory
+  that belongs to another user."""
+  path.mkdir(mode=0o700, parents=True, exist_ok=True)
+  st = path.stat()
+  if st.st_uid != os.getuid():
+    raise RuntimeError(
+        f"the kernel directory {path} belongs to another user (uid "
+        f"{st.st_uid}); set METALSTM_CACHE_DIR to a directory of your own")
+  if st.st_mode & 0o077:
+    os.chmod(path, 0o700)
+
+
+def _digest(path: pathlib.Path) -> str:
+  return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _digest_file(library: pathlib.Path) -> pathlib.Path:
+  return library.with_name(library.name + ".sha256")
+
+
+def _is_ours(library: pathlib.Path) -> bool:
+  """The library is the file this project compiled: owned by the user and
+  with the digest recorded when it was compiled."""
+  record = _digest_file(library)
+  if not (library.is_file() and record.is_file()):
+    return False
+  if library.stat().st_uid != os.getuid():
+    return False
+  return record.read_text().strip() == _digest(library)
+
+
 def _compile(cxx: str, out: pathlib.Path) -> None:
-  """Compiles SOURCE into `out` atomically (temporary file, then rename)."""
-  from data_prep.atomic import atomic_path, remove_leftovers
-  out.parent.mkdir(parents=True, exist_ok=True)
+  """Compiles SOURCE into `out` atomically (temporary file, then rename),
+  then records its digest."""
+  from data_prep.atomic import atomic_path, atomic_write_text, remove_leftovers
   remove_leftovers(out.parent)
   with atomic_path(out, suffix=".so") as tmp:
     cmd = ([cxx] + _cxx_flags() + tf.sysconfig.get_compile_flags() +
@@ -71,6 +110,8 @@ def _compile(cxx: str, out: pathlib.Path) -> None:
     if proc.returncode:
       raise RuntimeError(f"{cxx} exited with {proc.returncode}:\n"
                          f"{proc.stderr[-3000:]}")
+    digest = _digest(tmp)
+  atomic_write_text(_digest_file(out), digest + "\n")
 
 
 @functools.cache
@@ -82,8 +123,17 @@ def meta_lstm_cell():
   cxx = os.environ.get("CXX", "g++")
   try:
     path = _library_path(cxx)
+    _private_directory(path.parent)
+    if path.is_file() and not _is_ours(path):
+      logging.warning(
+          "%s is not the library this source and compiler produced (its "
+          "digest does not match the one recorded when it was compiled); "
+          "deleting it and compiling again.", path)
+      path.unlink()
     if not path.is_file():
       _compile(cxx, path)
+    if not _is_ours(path):
+      raise RuntimeError(f"{path} changed while it was being loaded")
     module = tf.load_op_library(str(path))
   except Exception as e:  # Any failure: fall back to TensorFlow's ops.
     logging.warning(
