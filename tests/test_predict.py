@@ -225,3 +225,19 @@ def test_the_saved_model_checks_its_inputs_in_the_graph(model, signature):
   logits = fn(support_images=tf.constant(s_x), support_labels=tf.constant(s_y),
               query_images=tf.constant(q_x))["logits"]
   assert logits.shape == (6, 3) and np.isfinite(logits.numpy()).all()
+
+
+def test_an_export_removes_what_a_killed_export_left(tmp_path, model):
+  """`kill -9` during an export leaves a partial SavedModel directory; the
+  next export beside it removes it (and keeps a live writer's)."""
+  _, task, method = model
+  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                        capture_output=True, text=True, check=True).stdout
+  left = tmp_path / f"saved_model.partial-{int(dead)}-0123abcd"
+  (left / "variables").mkdir(parents=True)
+  (left / "saved_model.pb").write_bytes(b"partial")
+  path = export.export_saved_model(tmp_path / "saved_model", method,
+                                   task.learner.example_shape, metadata={})
+  assert not left.exists()
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["saved_model"]
+  assert (path / "saved_model.pb").is_file()
