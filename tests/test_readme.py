@@ -81,3 +81,24 @@ def test_the_readme_commands_parse(command):
   else:  # set-up and test commands
     assert command[0] in ("pip", "export") or command[:2] == [
         "python", "-m"], command
+
+
+def _anchors(markdown: str) -> set[str]:
+  """GitHub's anchors of a Markdown file's headings."""
+  out = set()
+  for title in re.findall(r"^#+ (.+)$", markdown, re.MULTILINE):
+    slug = re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+    out.add(slug)
+  return out
+
+
+def test_the_readmes_links_and_figures_exist():
+  results = _anchors((REPO / "RESULTS.md").read_text())
+  own = _anchors(README)
+  for target, anchor in re.findall(r"\]\(([\w./]*)#([\w-]+)\)", README):
+    assert anchor in (results if target == "RESULTS.md" else own), (
+        target, anchor)
+  for document in ("README.md", "RESULTS.md"):
+    text = (REPO / document).read_text()
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+      assert (REPO / image).is_file(), (document, image)
