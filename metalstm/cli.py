@@ -242,8 +242,18 @@ def main(argv):
   from data_prep.atomic import atomic_write_text
   from metalstm_tf.config import TrainConfig
   from metalstm_tf.run_lock import RunLock, RunLocked
+  from metalstm_tf import cluster
   from metalstm_tf.trainer import CheckpointWriteError
   mode = FLAGS.mode
+  try:
+    role = cluster.role()
+  except ValueError as e:
+    sys.stderr.write(f"error: {e}\n")
+    return 2
+  if role.workers > 1 and mode != "train":
+    sys.stderr.write(f"error: --mode={mode} runs in one process; unset "
+                     "TF_CONFIG (the cluster is for training).\n")
+    return 2
   record = pathlib.Path(metalstm_flags.run_logdir()) / "config.json"
   if record.parent.exists() and not record.parent.is_dir():
     sys.stderr.write(f"error: --logdir {record.parent} is a file, not a "
@@ -252,7 +262,8 @@ def main(argv):
     return 2
   try:
     global _RUN_LOCK  # held until the process exits
-    _RUN_LOCK = RunLock(record.parent).acquire()
+    if role.is_chief:  # (the other workers write nothing there)
+      _RUN_LOCK = RunLock(record.parent).acquire()
   except RunLocked as e:
     sys.stderr.write(f"error: {e}\n")
     return 1
@@ -283,7 +294,7 @@ def main(argv):
     return 1
   logdir = trainer.logdir
   logdir.mkdir(parents=True, exist_ok=True)
-  if mode == "train":  # Only training writes the run's record.
+  if mode == "train" and role.is_chief:  # Only training writes the record.
     atomic_write_text(logdir / "config.json",
                       json.dumps(config.to_dict(), indent=2) + "\n")
   logging.info("Run directory: %s (tensorboard --logdir %s)", logdir, logdir)
@@ -305,6 +316,10 @@ def main(argv):
     finally:  # Testing and export stop at once again.
       signal.signal(signal.SIGTERM, signal.SIG_DFL)
       signal.signal(signal.SIGINT, signal.default_int_handler)
+    if not role.is_chief:
+      logging.info("%s: training done; the chief tests and exports the "
+                   "model.", role.task)
+      return 0
   try:
     trainer.restore_best()
   except FileNotFoundError as e:

@@ -30,11 +30,21 @@ def build(config: TrainConfig, data_dir=None, cache_dir=None,
 
 
 def make_strategy(num_replicas: int) -> tf.distribute.Strategy:
-  """The default strategy for 1 replica; else a MirroredStrategy over
-  `num_replicas` GPUs if there are that many, or logical CPU devices.
+  """In a `TF_CONFIG` cluster of several processes, a
+  MultiWorkerMirroredStrategy (one replica per process; `num_replicas` must
+  be 1). Otherwise the default strategy for 1 replica, else a
+  MirroredStrategy over `num_replicas` GPUs if there are that many, or
+  logical CPU devices.
 
   Must be called before TensorFlow initialises its devices.
   """
+  from metalstm_tf import cluster
+  if cluster.role().workers > 1:
+    if num_replicas > 1:
+      raise ValueError("--num_replicas mirrors on one machine; in a "
+                       "TF_CONFIG cluster every process is one replica. "
+                       "Leave --num_replicas at 1.")
+    return tf.distribute.MultiWorkerMirroredStrategy()
   if num_replicas <= 1:
     return tf.distribute.get_strategy()
   if len(tf.config.list_physical_devices("GPU")) >= num_replicas:

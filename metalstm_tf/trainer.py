@@ -18,6 +18,7 @@ uninterrupted one would.
 import contextlib
 import math
 import pathlib
+import tempfile
 import time
 from typing import Callable
 
@@ -31,6 +32,15 @@ from metalstm_tf.config import TrainConfig
 from metalstm_tf.episodes import Episode
 from metalstm_tf.methods.base import Method
 from metalstm_tf.tasks import Task
+
+def _role_in(strategy):
+  """This process's cluster role under `strategy` (a single process for
+  every strategy but MultiWorkerMirroredStrategy)."""
+  from metalstm_tf import cluster
+  if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return cluster.role()
+  return cluster.Role(1, True, "single process")
+
 
 class CheckpointWriteError(OSError):
   """A checkpoint could not be written (disk full, file too large, no
@@ -120,6 +130,10 @@ class MetaTrainer:
                                                          method, config)
     self.strategy = strategy or tf.distribute.get_strategy()
     self.replicas = self.strategy.num_replicas_in_sync
+    self.role = _role_in(self.strategy)
+    if self.role.workers > 1 and self.replicas != self.role.workers:
+      raise ValueError(f"{self.replicas} replicas on {self.role.workers} "
+                       "workers: give each worker process one replica.")
     if config.meta_batch_size % self.replicas:
       raise ValueError(
           f"meta_batch_size={config.meta_batch_size} cannot be split evenly "
@@ -140,12 +154,19 @@ class MetaTrainer:
         **method.trackables(), optimizer=self.optimizer,
         episode=self.episode, best_metric=self.best_metric,
         best_episode=self.best_episode)
+    # Only the chief writes the run directory; the other workers write their
+    # (identical) checkpoints into a scratch directory, since every worker
+    # must take part in a save, and read the chief's to resume.
+    self._scratch = (None if self.role.is_chief else
+                     tempfile.TemporaryDirectory(prefix="metalstm_worker_"))
+    written = (self.logdir if self._scratch is None else
+               pathlib.Path(self._scratch.name))
     self.manager = tf.train.CheckpointManager(
-        self.checkpoint, str(self.logdir / "checkpoints"), max_to_keep=2)
+        self.checkpoint, str(written / "checkpoints"), max_to_keep=2)
     self.best_checkpoint = tf.train.Checkpoint(**method.trackables(),
                                                episode=self.episode)
     self.best_manager = tf.train.CheckpointManager(
-        self.best_checkpoint, str(self.logdir / "best"), max_to_keep=1)
+        self.best_checkpoint, str(written / "best"), max_to_keep=1)
     rng = np.random.default_rng(config.seed)
     size = method.trace_size
     self.tracked = tf.constant(
@@ -257,6 +278,16 @@ class MetaTrainer:
     """Splits each meta-batch of `dataset` across the replicas."""
     if self.replicas == 1:
       return dataset
+    if self.role.workers > 1:
+      # Every worker makes the same meta-batches and keeps its own slice.
+      share = self.config.meta_batch_size // self.role.workers
+
+      def this_workers_slice(context):
+        start = context.input_pipeline_id * share
+        return dataset.map(lambda batch: tf.nest.map_structure(
+            lambda t: t[start:start + share], batch))
+      return self.strategy.distribute_datasets_from_function(
+          this_workers_slice)
     return self.strategy.experimental_distribute_dataset(dataset)
 
   def _eval_step_impl(self, episode: Episode, transductive=True):
@@ -272,8 +303,9 @@ class MetaTrainer:
   # ------------------------------------------------------------ summaries --
   def writer(self, name: str):
     if name not in self._writers:
-      self._writers[name] = tf.summary.create_file_writer(
-          str(self.logdir / name))
+      self._writers[name] = (
+          tf.summary.create_file_writer(str(self.logdir / name))
+          if self.role.is_chief else tf.summary.create_noop_writer())
     return self._writers[name]
 
   # ----------------------------------------------------------- evaluation --
@@ -332,7 +364,8 @@ class MetaTrainer:
   # ------------------------------------------------------------- training --
   def restore_latest(self) -> bool:
     """Restores the newest checkpoint, if any; returns whether it did."""
-    latest = self.manager.latest_checkpoint
+    latest = (self.manager.latest_checkpoint if self.role.is_chief else
+              tf.train.latest_checkpoint(str(self.logdir / "checkpoints")))
     if latest is None:
       return False
     self.checkpoint.restore(latest).assert_existing_objects_matched()

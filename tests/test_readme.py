@@ -25,6 +25,8 @@ def _commands():
   for block in re.findall(r"```bash\n(.*?)```", README, re.DOTALL):
     for line in block.replace("\\\n", " ").splitlines():
       line = line.split("  #")[0].strip()
+      if line.startswith("#"):
+        continue
       for part in line.split("&&"):
         if part.strip():
           commands.append(shlex.split(part.strip()))
