@@ -104,3 +104,26 @@ def test_augmentation_only_for_training_episodes():
   tr = _numpy(task.train_dataset(0).take(1))[0]
   scaled = tr.query_images * 255
   assert np.abs(scaled - np.round(scaled)).max() > 1e-2
+
+
+def test_memory_mapped_images_are_read_without_mapping_them(tmp_path):
+  """A cache's memory-mapped array is read image by image with pread (its
+  pages do not become resident memory of the process): the same episodes
+  as from the array in memory."""
+  from data_prep import cache
+  rng = np.random.default_rng(0)
+  data = rng.integers(0, 256, (6, 10, 8, 8, 3), dtype=np.uint8)
+  mapped, _ = cache.build(tmp_path, "x", [["f", 1, 1]], data.shape, np.uint8,
+                          lambda a: a.__setitem__(Ellipsis, data), mmap=True)
+  assert isinstance(mapped, np.memmap)
+  assert pipeline.image_reader(mapped).__name__ == "by_pread"
+  assert pipeline.image_reader(data).__name__ == "by_index"
+  assert pipeline.image_reader(mapped[1:]).__name__ == "by_index"  # a view
+  streams = []
+  for images in (mapped, data):
+    split = SplitData(images=images, class_names=tuple(map(str, range(6))))
+    streams.append(list(pipeline.episode_dataset(split, 3, 2, 3, seed=1,
+                                                 num_episodes=4)))
+  for a, b in zip(*streams):
+    for x, y in zip(a, b):
+      np.testing.assert_array_equal(x.numpy(), y.numpy())
