@@ -1,5 +1,9 @@
 """The one exception type the data layer raises for problems a user can fix."""
 
+import tarfile
+import zipfile
+import zlib
+
 
 class DatasetError(RuntimeError):
   """A dataset is missing, corrupt or cannot serve the requested episodes.
@@ -11,12 +15,8 @@ class DatasetError(RuntimeError):
 # What reading a damaged archive member raises: a bad CRC (zipfile), a
 # corrupt deflate stream (zlib), a truncated file (EOFError, OSError), a
 # damaged tar header (tarfile).
-def _archive_errors():
-  import tarfile
-  import zipfile
-  import zlib
-  return (zipfile.BadZipFile, zlib.error, EOFError, OSError,
-          tarfile.TarError)
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError,
+                   tarfile.TarError)
 
 
 def read_member(read, archive, member: str, fix: str) -> bytes:
@@ -24,7 +24,7 @@ def read_member(read, archive, member: str, fix: str) -> bytes:
   names the damaged archive and says `fix` when it cannot be read."""
   try:
     return read()
-  except _archive_errors() as e:
+  except _ARCHIVE_ERRORS as e:
     raise DatasetError(
         f"{archive} is damaged: its member {member} cannot be read ({e}). "
         f"{fix}") from e

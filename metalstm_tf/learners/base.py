@@ -82,6 +82,12 @@ class Learner(keras.layers.Layer):
   def num_body_params(self) -> int:
     return len(self.layout.shapes) - self.NUM_OUTPUT_PARAMS
 
+  @property
+  def body_layout(self) -> ParamLayout:
+    """The layout of the body's parameters (the first `num_body_params`)."""
+    n = self.num_body_params
+    return ParamLayout(self.layout.names[:n], self.layout.shapes[:n])
+
   def features(self, params: list[tf.Tensor], x: tf.Tensor,
                reference: tf.Tensor | None = None) -> tf.Tensor:
     """The body's output `[B, D]` under the body's `params` (the first

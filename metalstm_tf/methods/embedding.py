@@ -10,7 +10,7 @@ from metalstm_tf.learners.base import Learner
 def add_body_weight(layer, learner: Learner):
   """Adds to `layer` the variable `embedding`, `[body parameters]`, started
   at `learner`'s own initial body weights."""
-  size = sum(learner.layout.sizes[:learner.num_body_params])
+  size = learner.body_layout.size
   variable = layer.add_weight(shape=(size,), initializer="zeros",
                               name="embedding")
   variable.assign(learner.initial_theta()[:size])
@@ -20,8 +20,5 @@ def add_body_weight(layer, learner: Learner):
 def embed(learner: Learner, body, x, reference=None):
   """Features of `x` under the flat `body` (`Learner.features`; batch norm
   from `reference` if given)."""
-  count = learner.num_body_params
-  parts = tf.split(tf.convert_to_tensor(body), learner.layout.sizes[:count])
-  params = [tf.reshape(p, s) for p, s in
-            zip(parts, learner.layout.shapes[:count])]
+  params = learner.body_layout.unflatten(tf.convert_to_tensor(body))
   return learner.features(params, x, reference)
