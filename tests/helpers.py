@@ -1,6 +1,7 @@
 """Small synthetic tasks for fast model tests."""
 
 import dataclasses
+import sys
 
 import numpy as np
 
@@ -53,3 +54,20 @@ def build(config):
   task = tasks.image_task(synthetic_splits(), config)
   method = methods.build(config, task.learner)
   return task, method, MetaTrainer(task, method, config)
+
+
+def short_sine_command(logdir, **flags) -> list[str]:
+  """`python main.py` for a short sine run in `logdir`: 40 tasks, validation
+  every 20 on 5, a 5-task test, hidden size 4, checkpoints every 10. Keyword
+  arguments replace or add flags (True: `--name`, False: `--noname`, None:
+  left out)."""
+  values = {"dataset": "sine", "shots": 5, "episodes": 40, "val_every": 20,
+            "val_episodes": 5, "test_episodes": 5, "hidden_size": 4,
+            "checkpoint_every": 10, **flags, "logdir": logdir}
+  command = [sys.executable, "main.py"]
+  for name, value in values.items():
+    if value is True or value is False:
+      command.append(f"--{'' if value else 'no'}{name}")
+    elif value is not None:
+      command.append(f"--{name}={value}")
+  return command

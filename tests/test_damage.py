@@ -7,7 +7,6 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 
 from conftest import REPO, write_mini_imagenet, write_omniglot_zips
 from data_prep import DatasetError, cache, mini_imagenet, omniglot
+from helpers import short_sine_command
 
 
 def _flip_member_bytes(path, index: int) -> str:
@@ -117,10 +117,7 @@ def _fill_the_disk_at(limit: int):
 
 def test_a_disk_that_fills_during_a_checkpoint_gives_a_message(tmp_path):
   run = tmp_path / "run"
-  command = [sys.executable, "main.py", "--dataset=sine", "--shots=5",
-             "--episodes=20", "--val_every=20", "--val_episodes=5",
-             "--test_episodes=5", "--hidden_size=4", "--checkpoint_every=10",
-             "--nofused_kernel", f"--logdir={run}"]
+  command = short_sine_command(run, episodes=20, fused_kernel=False)
   out = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
                        timeout=300, preexec_fn=_fill_the_disk_at(8_000))
   assert out.returncode == 1, out.stderr[-3000:]

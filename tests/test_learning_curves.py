@@ -5,16 +5,13 @@ import subprocess
 import sys
 
 from conftest import REPO
+from helpers import short_sine_command
 
 
 def test_learning_curves_of_a_short_run(tmp_path):
   run = tmp_path / "run"
   train = subprocess.run(
-      [sys.executable, "main.py", "--dataset=sine", "--shots=5",
-       "--episodes=40", "--val_every=10", "--val_episodes=5",
-       "--test_episodes=5", "--hidden_size=4", "--checkpoint_every=10",
-       f"--logdir={run}"],
-      cwd=REPO, capture_output=True, text=True, timeout=600)
+      short_sine_command(run, val_every=10), cwd=REPO, capture_output=True, text=True, timeout=600)
   assert train.returncode == 0, train.stderr[-3000:]
   logged = {int(e): float(v) for e, v in re.findall(
       r"Validation at episode (\d+): mse (\S+)", train.stderr)}

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
+from helpers import short_sine_command
 
 # Trains the tiny synthetic run for `episodes` in `logdir` (resuming if it
 # has checkpoints) and saves every meta-parameter and Adam slot to `out`.
@@ -118,10 +119,9 @@ def test_the_command_line_trains_on_two_workers(tmp_path):
   the other worker trains its share and exits."""
   ports = _free_ports(2)
   cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-  command = [sys.executable, "main.py", "--dataset=sine", "--shots=5",
-             "--episodes=8", "--meta_batch_size=2", "--val_every=4",
-             "--val_episodes=5", "--test_episodes=5", "--hidden_size=4",
-             f"--logdir={tmp_path / 'run'}"]
+  command = short_sine_command(tmp_path / "run", episodes=8,
+                               meta_batch_size=2, val_every=4,
+                               checkpoint_every=None)
   procs = [subprocess.Popen(
       command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       text=True, env=dict(os.environ, TF_CONFIG=json.dumps(

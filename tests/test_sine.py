@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO
-from helpers import tiny_config
+from helpers import short_sine_command, tiny_config
 from metalstm_tf import builder, sine
 from metalstm_tf.learners import MLPLearner
 from metalstm_tf.sampling import episode_rng
@@ -188,12 +188,8 @@ def test_console_shows_no_tensorflow_info_lines(tmp_path):
   """At the default verbosity the console has the progress bar, this
   project's log lines and the RESULT line, not TensorFlow's INFO chatter
   (e.g. a 'Sharding callback duration' line at every checkpoint)."""
-  out = subprocess.run(
-      [sys.executable, "main.py", "--dataset=sine", "--shots=5",
-       "--episodes=40", "--val_every=20", "--val_episodes=5",
-       "--test_episodes=5", "--hidden_size=4", "--checkpoint_every=10",
-       f"--logdir={tmp_path / 'run'}"],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
+  out = subprocess.run(short_sine_command(tmp_path / "run"), cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   python_info = re.findall(r"^I\d{4} [\d:.]+ +\d+ (\S+?\.py):\d+\]",
                            out.stderr, re.MULTILINE)
