@@ -41,11 +41,9 @@ with console.native_startup_notices(
   import tensorflow as _tf
   _tf.config.list_physical_devices("GPU")  # (its CUDA probing notices)
 from absl import app  # noqa: E402
-from absl import flags as absl_flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 FLAGS = metalstm_flags.FLAGS
-absl_flags.adopt_module_key_flags(metalstm_flags)  # `--help` lists them.
 
 
 def result_line(config, metric: str, split: str, result: dict,
@@ -82,6 +80,10 @@ def cross_domain_task(config, learner_shape):
 def parse_result_line(line: str) -> dict:
   """`key=value` fields of a RESULT line."""
   return dict(f.split("=", 1) for f in line.split()[1:])
+
+
+class ExportError(OSError):
+  """The SavedModel could not be written."""
 
 
 def export(config, task, method, trainer, results: list[str]):
@@ -128,14 +130,10 @@ def export(config, task, method, trainer, results: list[str]):
   except trainer_lib.WRITE_ERRORS as e:
     raise ExportError(
         f"Could not write the SavedModel in {trainer.logdir} "
-        f"({trainer_lib.write_error_cause(e)}). The run's checkpoints are intact: free some "
-        "disk space, then export it with the same command plus "
-        "--mode=export.") from e
+        f"({trainer_lib.write_error_cause(e)}). The run's checkpoints are "
+        "intact: free some disk space, then export it with the same command "
+        "plus --mode=export.") from e
   logging.info("Exported the SavedModel to %s.", path)
-
-
-class ExportError(OSError):
-  """The SavedModel could not be written."""
 
 
 def _model_dir() -> str:
