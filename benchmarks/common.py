@@ -13,12 +13,18 @@ import tensorflow as tf
 from metalstm_tf import builder
 from metalstm_tf.config import TrainConfig
 
+import ravi
 
-def ravi_1shot_config(dataset: str, logdir: str, **overrides) -> TrainConfig:
-  """5-way 1-shot in the Ravi config: 32 filters, 12 inner steps of batch 5,
-  15 queries per class, no augmentation."""
-  return TrainConfig(dataset=dataset, way=5, shot=1, queries=15,
-                     inner_steps=12, inner_batch_size=5, filters=32,
+
+def ravi_config(dataset: str, logdir: str, shots: int = 1,
+                **overrides) -> TrainConfig:
+  """5-way K-shot in the Ravi config (`ravi.py`: 1-shot 12 inner steps of
+  batch 5, 5-shot 8 of batch 25), 32 filters, 15 queries per class, no
+  augmentation."""
+  steps, batch = ravi.inner(shots)
+  return TrainConfig(dataset=dataset, way=ravi.WAY, shot=shots,
+                     queries=ravi.QUERIES, inner_steps=steps,
+                     inner_batch_size=batch, filters=ravi.FILTERS,
                      augment=False, logdir=logdir, **overrides)
 
 

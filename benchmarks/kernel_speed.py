@@ -45,7 +45,7 @@ def main(argv):
   del argv
   if FLAGS.threads:
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-  module = kernels.meta_lstm_cell()
+  module = kernels.library()
   if module is None:
     raise SystemExit("The fused kernel could not be built here (see the "
                      "warning above).")

@@ -24,10 +24,12 @@ port's structure:
 
 Data are random tensors of the episode's shapes, as our benchmark feeds
 pre-fetched episodes. Prints episodes per second for Omniglot and
-mini-ImageNet 5-way 1-shot (Ravi config: 32 filters, 12 inner steps of batch
-5, 15 queries per class), with 2 threads.
+mini-ImageNet 5-way K-shot (Ravi config, `ravi.py`: 32 filters, 1-shot 12
+inner steps of batch 5, 5-shot 8 of batch 25, 15 queries per class), with 2
+threads. `benchmarks/training_speed.py` runs it beside this project's step.
 """
 
+import itertools
 import math
 import statistics
 import time
@@ -35,11 +37,14 @@ import time
 from absl import app
 from absl import flags
 
+import ravi
+
 flags.DEFINE_integer("steps", 20, "Timed meta-training episodes per round.")
 flags.DEFINE_integer("rounds", 1, "Timed rounds per setting; the median "
                      "round is reported (robust to a busy shared machine).")
 flags.DEFINE_integer("threads", 2, "torch.set_num_threads.")
 flags.DEFINE_list("datasets", ["omniglot", "mini_imagenet"], "Datasets.")
+flags.DEFINE_list("shots", ["1"], "Shots per class (1, 5: Ravi configs).")
 FLAGS = flags.FLAGS
 
 SHAPES = {"omniglot": (1, 28), "mini_imagenet": (3, 84)}
@@ -94,7 +99,9 @@ def main(argv):
       c = torch.sigmoid(f) * c - torch.sigmoid(i) * grad.unsqueeze(1)
       return c, ((h, cell), f, i, c)
 
-  for dataset in FLAGS.datasets:
+  for dataset, shots in itertools.product(FLAGS.datasets, FLAGS.shots):
+    shots = int(shots)
+    inner_steps, inner_batch = ravi.inner(shots)
     channels, size = SHAPES[dataset]
     learner = conv4(channels, size)
     names = [n for n, _ in learner.named_parameters()]
@@ -110,20 +117,22 @@ def main(argv):
               zip(names, torch.split(flat, sizes), shapes)}
 
     def episode():
-      xs = torch.randn(5, channels, size, size)
-      ys = torch.arange(5)
-      xq = torch.randn(75, channels, size, size)
-      yq = torch.arange(75) % 5
+      xs = torch.randn(ravi.WAY * shots, channels, size, size)
+      ys = torch.arange(ravi.WAY * shots) % ravi.WAY
+      xq = torch.randn(ravi.WAY * ravi.QUERIES, channels, size, size)
+      yq = torch.arange(ravi.WAY * ravi.QUERIES) % ravi.WAY
       n = meta.c0.shape[0]
       zeros = torch.zeros(n, 1)
       state, c = (None, zeros, zeros, meta.c0), meta.c0
-      for _ in range(12):
+      for step in range(inner_steps):
+        first = step * inner_batch % len(xs)
+        batch = slice(first, first + inner_batch)
         with torch.no_grad():  # copy c_t into the learner
           for p, t in zip(learner.parameters(), torch.split(c.squeeze(1),
                                                             sizes)):
             p.copy_(t.reshape(p.shape))
         learner.zero_grad()
-        loss = loss_fn(learner(xs), ys)
+        loss = loss_fn(learner(xs[batch]), ys[batch])
         loss.backward()
         grad = torch.cat([p.grad.reshape(-1) for p in learner.parameters()])
         c, state = meta(loss.detach(), grad.detach(), state)
@@ -143,7 +152,8 @@ def main(argv):
         episode()
       rounds.append((time.perf_counter() - start) / FLAGS.steps)
     seconds = statistics.median(rounds)
-    print(f"pytorch reference {dataset} 5-way 1-shot: {1 / seconds:.2f} "
+    print(f"pytorch reference {dataset} 5-way {shots}-shot: "
+          f"{1 / seconds:.2f} "
           f"episodes/s ({seconds * 1e3:.0f} ms per episode, "
           f"{sum(sizes)} learner parameters, {FLAGS.threads} threads)",
           flush=True)

@@ -61,7 +61,7 @@ def _op_times(logdir: pathlib.Path, steps: int):
 
 def main(argv):
   del argv
-  config = common.ravi_1shot_config(
+  config = common.ravi_config(
       FLAGS.dataset, tempfile.mkdtemp(prefix="metalstm_profile_"), xla=False)
   _, _, trainer, batches = common.build_with_episodes(
       config, FLAGS.data_dir, FLAGS.cache_dir, FLAGS.steps)

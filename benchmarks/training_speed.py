@@ -1,20 +1,29 @@
-"""Meta-training speed, peak memory and overhead over the learner alone.
+"""Meta-training speed, peak memory and overhead over the learner alone,
+beside the PyTorch port's step in the same run.
 
+  pip install torch==2.13.0      # only for the comparison; not a dependency
   python benchmarks/training_speed.py --data_dir=../shared/datasets
 
-For Omniglot 5-way 1-shot and mini-ImageNet 5-way 1-shot (Ravi config: 32
-filters, 12 inner steps of batch 5, 15 queries per class) it prints, for the
-meta-learner's fused kernel (`fused`), TensorFlow ops (`ops`) and XLA:
+For Omniglot and mini-ImageNet 5-way K-shot (Ravi config, `ravi.py`: 32
+filters, 1-shot 12 inner steps of batch 5, 5-shot 8 of batch 25, 15 queries
+per class) it prints, for each method and for the fused kernels (`fused`),
+TensorFlow ops (`ops`) and XLA:
   - meta-training episodes per second (steady state, real tf.data input),
   - the ratio of episode time to the time of the same learner forward and
-    backward passes alone (12 support steps + 1 query pass, no meta-learner),
-and at the end the process's peak resident memory. Reference: the widely
-used PyTorch port does 2.8 and 1.2 episodes/s on these configurations on
-this machine type; the target is 3x that.
+    backward passes alone (the inner steps + 1 query pass, no meta-learner),
+then, with `--pytorch` (the default), the PyTorch port's computation on the
+same configuration (`pytorch_reference.py`, run as a child process right
+after, so that PyTorch's memory is not counted here) and this project's
+speed as a multiple of it, and at the end the process's peak resident
+memory.
 """
 
 import itertools
+import pathlib
+import re
 import resource
+import subprocess
+import sys
 
 from absl import app
 from absl import flags
@@ -22,6 +31,7 @@ import metalstm_tf  # noqa: F401  (before TensorFlow: its CPU-kernel setting)
 import tensorflow as tf
 
 import common
+import ravi
 
 flags.DEFINE_string("data_dir", None, "Dataset directory.")
 flags.DEFINE_string("cache_dir", None, "Cache directory.")
@@ -29,6 +39,11 @@ flags.DEFINE_integer("steps", 40, "Timed meta-training steps per round.")
 flags.DEFINE_integer("rounds", 1, "Timed rounds per setting; the median "
                      "round is reported (robust to a busy shared machine).")
 flags.DEFINE_list("datasets", ["omniglot", "mini_imagenet"], "Datasets.")
+flags.DEFINE_list("shots", ["1"], "Shots per class (1, 5: Ravi configs).")
+flags.DEFINE_bool("pytorch", True, "Also time the PyTorch port's step on "
+                  "each dataset and shot count (needs torch installed).")
+flags.DEFINE_integer("pytorch_threads", 2, "The PyTorch reference's "
+                     "threads (this process uses TensorFlow's default).")
 flags.DEFINE_list("methods", ["meta_lstm"], "Methods to time (--method "
                   "names, or 'all'), each on the same Ravi configuration "
                   "(12 inner steps of batch 5) with its default options; "
@@ -40,7 +55,23 @@ flags.DEFINE_list("modes", list(MODES), "Step variants to time: "
                   "(TensorFlow ops only), xla (XLA-compiled).")
 FLAGS = flags.FLAGS
 
-REFERENCE = {"omniglot": 2.8, "mini_imagenet": 1.2}
+REFERENCE = pathlib.Path(__file__).with_name("pytorch_reference.py")
+
+
+def _pytorch_rate(dataset: str, shots: int) -> float | None:
+  """The PyTorch reference's episodes/s here and now (None: no torch)."""
+  cmd = [sys.executable, str(REFERENCE), f"--datasets={dataset}",
+         f"--shots={shots}", f"--steps={FLAGS.steps}",
+         f"--rounds={FLAGS.rounds}", f"--threads={FLAGS.pytorch_threads}"]
+  proc = subprocess.run(cmd, capture_output=True, text=True)
+  found = re.search(r"([0-9.]+) episodes/s", proc.stdout)
+  if proc.returncode or not found:
+    print(f"pytorch reference {dataset} {shots}-shot: not run "
+          f"({(proc.stderr or proc.stdout).strip().splitlines()[-1:]})",
+          flush=True)
+    return None
+  print(proc.stdout.strip(), flush=True)
+  return float(found.group(1))
 
 
 def _learner_only_fn(learner, theta0, config):
@@ -73,30 +104,38 @@ def main(argv):
   del argv
   from metalstm_tf import methods
   names = methods.names() if FLAGS.methods == ["all"] else FLAGS.methods
-  for dataset, method, mode in itertools.product(FLAGS.datasets, names,
-                                                 FLAGS.modes):
+  for mode in FLAGS.modes:
     if mode not in MODES:
       raise app.UsageError(f"--modes: unknown mode {mode!r}; use one of "
                            f"{', '.join(MODES)}.")
-    config = common.ravi_1shot_config(
-        dataset, f"/tmp/metalstm_bench_{dataset}_{mode}",
-        xla=mode == "xla", fused_kernel=mode == "fused", method=method)
-    task, _, trainer, batches = common.build_with_episodes(
-        config, FLAGS.data_dir, FLAGS.cache_dir, FLAGS.steps)
-    step_time = common.median_seconds_per_call(trainer.train_step, batches,
-                                               FLAGS.rounds)
-    learner_fn = _learner_only_fn(task.learner, task.learner.initial_theta(),
-                                  config)
-    single = [tf.nest.map_structure(lambda t: t[0], b) for b in batches]
-    learner_time = common.median_seconds_per_call(learner_fn, single,
-                                                  FLAGS.rounds)
-    rate = 1.0 / step_time
-    print(f"train {dataset} 5-way 1-shot {method} {mode}: {rate:.2f} "
-          f"episodes/s "
-          f"({rate / REFERENCE[dataset]:.1f}x the PyTorch port's "
-          f"{REFERENCE[dataset]}); episode {step_time * 1e3:.0f} ms vs "
-          f"learner fwd/bwd alone {learner_time * 1e3:.0f} ms: ratio "
-          f"{step_time / learner_time:.2f}", flush=True)
+  for dataset, shots in itertools.product(FLAGS.datasets, FLAGS.shots):
+    shots, rates = int(shots), {}
+    ravi.inner(shots)
+    for method, mode in itertools.product(names, FLAGS.modes):
+      config = common.ravi_config(
+          dataset, f"/tmp/metalstm_bench_{dataset}_{mode}", shots=shots,
+          xla=mode == "xla", fused_kernel=mode == "fused", method=method)
+      task, _, trainer, batches = common.build_with_episodes(
+          config, FLAGS.data_dir, FLAGS.cache_dir, FLAGS.steps)
+      step_time = common.median_seconds_per_call(trainer.train_step, batches,
+                                                 FLAGS.rounds)
+      learner_fn = _learner_only_fn(task.learner,
+                                    task.learner.initial_theta(), config)
+      single = [tf.nest.map_structure(lambda t: t[0], b) for b in batches]
+      learner_time = common.median_seconds_per_call(learner_fn, single,
+                                                    FLAGS.rounds)
+      rates[method, mode] = 1.0 / step_time
+      print(f"train {dataset} 5-way {shots}-shot {method} {mode}: "
+            f"{1.0 / step_time:.2f} episodes/s; episode "
+            f"{step_time * 1e3:.0f} ms vs learner fwd/bwd alone "
+            f"{learner_time * 1e3:.0f} ms: ratio "
+            f"{step_time / learner_time:.2f}", flush=True)
+    reference = _pytorch_rate(dataset, shots) if FLAGS.pytorch else None
+    for (method, mode), rate in rates.items():
+      if reference:
+        print(f"  {dataset} {shots}-shot {method} {mode}: "
+              f"{rate / reference:.2f}x the PyTorch port in this run",
+              flush=True)
   peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   print(f"peak resident memory: {peak_mb:.0f} MB", flush=True)
 

@@ -90,8 +90,9 @@ absl_flags.DEFINE_bool("xla", None, "Compile the meta-training step with XLA "
                        "(default: off on CPU, where plain graph mode measured "
                        "faster; on when a GPU is present).")
 absl_flags.DEFINE_bool("fused_kernel", True, "Run the meta-learner's step "
-                       "(both layers) as a fused C++ CPU kernel, compiled on "
-                       "first use (falls back to TensorFlow ops, with a "
+                       "(both layers) and the Conv-4 learner's batch norm, "
+                       "ReLU and max-pool as fused C++ CPU kernels, compiled "
+                       "on first use (falls back to TensorFlow ops, with a "
                        "warning, where it cannot be built; not used with "
                        "--xla). --nofused_kernel: TensorFlow ops only.")
 absl_flags.DEFINE_bool("augment", None, "Augment training episodes (default: "

@@ -33,8 +33,9 @@ class TrainConfig:
       size (square) and channel count (`data_prep.adapt`); None: as the
       dataset stores them.
     xla: compile the meta-training step with XLA.
-    fused_kernel: run the meta-learner's step (both layers) as the fused C++ CPU
-      kernel (`metalstm_tf/kernels`) when it builds here; never under XLA.
+    fused_kernel: run the meta-learner's step (both layers) and the Conv-4
+      learner's blocks after their convolutions as fused C++ CPU kernels
+      (`metalstm_tf/kernels`) when they build here; never under XLA.
     augment: augment training episodes.
     seed: seed of initial weights and of the episode streams.
     logdir: where checkpoints, summaries and the SavedModel go.

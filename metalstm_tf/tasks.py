@@ -58,7 +58,7 @@ def image_task(splits: dict[str, SplitData], config: TrainConfig) -> Task:
   split of a cross-domain test)."""
   image_shape = next(iter(splits.values())).image_shape
   learner = Conv4Learner(config.way, image_shape, filters=config.filters,
-                         seed=config.seed)
+                         seed=config.seed, fused=config.fused_kernel)
 
   def train_dataset(start):
     return pipeline.episode_dataset(

@@ -22,7 +22,7 @@ from metalstm_tf.update_rules import MetaLSTM
 def module():
   # CI machines have a C++ compiler: the kernel must build there, not be
   # skipped silently (the fallback has its own test below).
-  m = kernels.meta_lstm_cell()
+  m = kernels.library()
   assert m is not None, "the fused kernel did not build (see the log)"
   return m
 
@@ -219,17 +219,17 @@ def test_fallback_to_tensorflow_ops_when_the_kernel_cannot_build(
   with_kernel = _one_step()
   monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
   monkeypatch.setenv("METALSTM_CACHE_DIR", str(tmp_path / "cache"))
-  kernels.meta_lstm_cell.cache_clear()
+  kernels.library.cache_clear()
   try:
     with pytest.MonkeyPatch.context() as m:
       warnings = []
       m.setattr(kernels.logging, "warning",
                 lambda msg, *a: warnings.append(msg % a))
-      assert kernels.meta_lstm_cell() is None
+      assert kernels.library() is None
       assert "unavailable" in warnings[0] and "TensorFlow ops" in warnings[0]
       without = _one_step()
   finally:
-    kernels.meta_lstm_cell.cache_clear()
+    kernels.library.cache_clear()
   assert not np.array_equal(without, _one_step(seed=1))  # the check bites
   np.testing.assert_allclose(without, with_kernel, rtol=1e-5, atol=1e-6)
 
@@ -257,11 +257,11 @@ def test_a_library_that_is_not_ours_is_never_loaded(module, tmp_path,
   monkeypatch.setattr(kernels, "_compile", no_compiler)
   monkeypatch.setattr(kernels.logging, "warning",
                       lambda msg, *a: warnings.append(msg % a))
-  kernels.meta_lstm_cell.cache_clear()
+  kernels.library.cache_clear()
   try:
-    assert kernels.meta_lstm_cell() is None
+    assert kernels.library() is None
   finally:
-    kernels.meta_lstm_cell.cache_clear()
+    kernels.library.cache_clear()
   assert "is not the library this source and compiler produced" in warnings[0]
   assert not copy.exists() and compiled == [copy]
 
@@ -279,12 +279,12 @@ def test_the_kernel_directory_is_private(tmp_path):
 
 def test_disabled_by_environment(monkeypatch):
   monkeypatch.setenv(kernels.DISABLE_ENV, "0")
-  kernels.meta_lstm_cell.cache_clear()
+  kernels.library.cache_clear()
   try:
-    assert kernels.meta_lstm_cell() is None
+    assert kernels.library() is None
   finally:
     monkeypatch.delenv(kernels.DISABLE_ENV)
-    kernels.meta_lstm_cell.cache_clear()
+    kernels.library.cache_clear()
 
 
 def test_standard_ops_context_builds_no_custom_op(module):

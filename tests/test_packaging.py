@@ -50,6 +50,7 @@ def test_the_wheel_installs_no_generic_top_level_names(tmp_path):
   assert top == {"metalstm", "metalstm_tf", "data_prep"}, top
   for needed in ("metalstm/flags/__init__.py", "metalstm/flags/predict.py",
                  "metalstm/cli.py", "metalstm_tf/kernels/meta_lstm_cell.cc",
+                 "metalstm_tf/kernels/conv_block.cc",
                  "data_prep/splits/vinyals/train.txt"):
     assert needed in names, needed
   entry_points = next(n for n in names if n.endswith("entry_points.txt"))

@@ -1,12 +1,13 @@
 """Fused C++ CPU kernels, compiled on first use.
 
-`meta_lstm_cell()` returns the op library of `meta_lstm_cell.cc` (the fused
-step of the meta-learner's two layers and its gradient, and the log/sign
-input preprocessing as one op), or None when it
-cannot be built here; callers then use the equivalent TensorFlow ops. The
+`library()` returns the op library built from `meta_lstm_cell.cc` (the
+fused step of the meta-learner's two layers and its gradient, and the
+log/sign input preprocessing as one op) and `conv_block.cc` (batch norm,
+ReLU and max-pooling of a Conv-4 block, forward and backward), or None when
+it cannot be built here; callers then use the equivalent TensorFlow ops. The
 library is compiled once per machine, TensorFlow version and source with the
 C++ compiler (`$CXX`, else `g++`) for the host CPU (`-march=native`), and
-cached as `<cache dir>/kernels/meta_lstm_cell-<hash>.so` (the cache directory
+cached as `<cache dir>/kernels/metalstm_kernels-<hash>.so` (the cache directory
 of the datasets: `$METALSTM_CACHE_DIR`, else `~/.cache/metalstm/cache`).
 `$METALSTM_KERNEL_CXXFLAGS` adds compiler flags (for example
 `-march=x86-64-v3` for a library that also runs on older CPUs). Set
@@ -33,7 +34,8 @@ import tensorflow as tf
 
 from metalstm_tf.preprocess import log_and_sign
 
-SOURCE = pathlib.Path(__file__).with_name("meta_lstm_cell.cc")
+SOURCES = [pathlib.Path(__file__).with_name(name)
+           for name in ("meta_lstm_cell.cc", "conv_block.cc")]
 DISABLE_ENV = "METALSTM_FUSED_KERNEL"
 FLAGS_ENV = "METALSTM_KERNEL_CXXFLAGS"
 CXX_FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-fno-math-errno",
@@ -58,10 +60,10 @@ def _cpu_signature() -> str:
 def _library_path(cxx: str) -> pathlib.Path:
   from data_prep.paths import resolve_cache_dir
   key = hashlib.sha256("\n".join([
-      SOURCE.read_text(), tf.__version__, cxx, " ".join(_cxx_flags()),
+      *[source.read_text() for source in SOURCES], tf.__version__, cxx, " ".join(_cxx_flags()),
       " ".join(tf.sysconfig.get_compile_flags()), platform.machine(),
       _cpu_signature()]).encode()).hexdigest()[:16]
-  return resolve_cache_dir() / "kernels" / f"meta_lstm_cell-{key}.so"
+  return resolve_cache_dir() / "kernels" / f"metalstm_kernels-{key}.so"
 
 
 def _private_directory(path: pathlib.Path) -> None:
@@ -97,14 +99,14 @@ def _is_ours(library: pathlib.Path) -> bool:
 
 
 def _compile(cxx: str, out: pathlib.Path) -> None:
-  """Compiles SOURCE into `out` atomically (temporary file, then rename),
+  """Compiles SOURCES into `out` atomically (temporary file, then rename),
   then records its digest."""
   from data_prep.atomic import atomic_path, atomic_write_text, remove_leftovers
   remove_leftovers(out.parent)
   with atomic_path(out, suffix=".so") as tmp:
     cmd = ([cxx] + _cxx_flags() + tf.sysconfig.get_compile_flags() +
-           [str(SOURCE), "-o", str(tmp)] + tf.sysconfig.get_link_flags())
-    logging.info("Compiling the fused meta-LSTM kernel (once per machine): "
+           [str(source) for source in SOURCES] + ["-o", str(tmp)] + tf.sysconfig.get_link_flags())
+    logging.info("Compiling the fused CPU kernels (once per machine): "
                  "%s", shlex.join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode:
@@ -115,10 +117,11 @@ def _compile(cxx: str, out: pathlib.Path) -> None:
 
 
 @functools.cache
-def meta_lstm_cell():
+def library():
   """The fused kernels' op module, or None (logged) if unavailable."""
   if os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no"):
-    logging.info("%s=0: using TensorFlow ops for the meta-LSTM.", DISABLE_ENV)
+    logging.info("%s=0: using TensorFlow ops instead of the fused kernels.",
+                 DISABLE_ENV)
     return None
   cxx = os.environ.get("CXX", "g++")
   try:
@@ -137,7 +140,7 @@ def meta_lstm_cell():
     module = tf.load_op_library(str(path))
   except Exception as e:  # Any failure: fall back to TensorFlow's ops.
     logging.warning(
-        "The fused meta-LSTM kernel is unavailable (%s); using TensorFlow "
+        "The fused CPU kernels are unavailable (%s); using TensorFlow "
         "ops instead, which gives the same results more slowly. Install a "
         "C++17 compiler (or set $CXX) to enable it, or set %s=0 to silence "
         "this.", e, DISABLE_ENV)
@@ -167,5 +170,31 @@ def _register_gradient(module):
         tape.watch(x)
         y = log_and_sign(x, op.get_attr("p"), axis=0)
       return tape.gradient(y, x, output_gradients=upstream)
+
+    @tf.RegisterGradient("BatchNormReluPool")
+    def _block_grad(op, dy, unused_dmean, unused_drstd):
+      # The op's mean and rstd outputs only feed its gradient op, which
+      # differentiates through them itself (below).
+      return _gradient_module.batch_norm_relu_pool_grad(
+          *op.inputs, op.outputs[1], op.outputs[2], dy)
+
+    @tf.RegisterGradient("BatchNormReluPoolGrad")
+    def _block_grad_grad(op, *upstream):
+      # Second order (e.g. MAML): the gradient of the TensorFlow-ops block's
+      # gradient. mean and rstd are functions of x, and the block recomputes
+      # them from x, so their own inputs get no gradient.
+      from metalstm_tf.learners.conv4 import block_tail
+      x, bias, gamma, beta, _, _, dy = op.inputs
+      upstream = [tf.zeros_like(v) if u is None else u
+                  for v, u in zip((x, bias, gamma, beta), upstream)]
+      inputs = [x, bias, gamma, beta]
+      with tf.GradientTape() as outer:
+        outer.watch(inputs + [dy])
+        with tf.GradientTape() as inner:
+          inner.watch(inputs)
+          y = block_tail(x, bias, gamma, beta)
+        first = inner.gradient(y, inputs, output_gradients=dy)
+      grads = outer.gradient(first, inputs + [dy], output_gradients=upstream)
+      return grads[:4] + [None, None] + grads[4:]
 
   _gradient_module = module

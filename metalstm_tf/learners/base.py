@@ -5,6 +5,7 @@ The meta-learner owns the learner's parameters as one flat vector `theta`
 the list of shaped tensors the forward pass uses.
 """
 
+import contextlib
 import math
 
 import keras
@@ -56,6 +57,19 @@ class Learner(keras.layers.Layer):
   # Whether an example's output depends on the other examples of its batch
   # (batch statistics); if not, per-query and transductive predictions agree.
   batch_dependent = False
+  # Whether the forward pass may use the project's custom (fused) kernels;
+  # learners without any ignore it.
+  fused = False
+
+  @contextlib.contextmanager
+  def standard_ops(self):
+    """Within this context the forward pass builds graphs of standard
+    TensorFlow ops only (for SavedModels and XLA)."""
+    saved, self.fused = self.fused, False
+    try:
+      yield
+    finally:
+      self.fused = saved
 
   @property
   def layout(self) -> ParamLayout:

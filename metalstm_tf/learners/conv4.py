@@ -7,11 +7,19 @@ alike; nothing is carried across episodes), so the learner has no
 non-parameter state. Given `reference` examples (the support set), it
 normalises with theirs instead, and then each image's output depends on that
 image alone (per-query prediction).
+
+With `fused` (the default where the project's CPU kernels build), each
+block's bias, batch norm, ReLU and max-pool run as one C++ op forward and one
+backward (`metalstm_tf/kernels/conv_block.cc`), which neither stores nor
+re-reads the intermediate activations; the values equal `block_tail`'s up to
+rounding (tested, to second order). `standard_ops()` turns it off, e.g. for
+SavedModels.
 """
 
 import keras
 import tensorflow as tf
 
+from metalstm_tf import kernels
 from metalstm_tf.learners.base import Learner
 
 BN_EPSILON = 1e-5
@@ -38,6 +46,23 @@ def batch_norm_from(x, num_reference, gamma, beta):
   return tf.nn.batch_normalization(x, mean, var, beta, gamma, BN_EPSILON)
 
 
+def block_tail(x, bias, gamma, beta):
+  """A block after its convolution `x` (NHWC): bias, batch norm with the
+  batch's statistics, ReLU, 2x2 max-pool (TensorFlow ops)."""
+  x = tf.nn.relu(batch_norm(x + bias, gamma, beta))
+  return tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
+
+
+def fused_block_tail(x, bias, gamma, beta):
+  """`block_tail` as the fused kernel, or None where it does not apply
+  (the kernels did not build, or channels are not a multiple of 8)."""
+  module = kernels.library()
+  if module is None or x.shape[-1] is None or x.shape[-1] % 8:
+    return None
+  return module.batch_norm_relu_pool(x, bias, gamma, beta,
+                                     epsilon=BN_EPSILON)[0]
+
+
 class Conv4Learner(Learner):
   """Conv-4 classifier whose forward pass takes its parameters.
 
@@ -46,12 +71,15 @@ class Conv4Learner(Learner):
     image_shape: `(H, W, C)`.
     filters: channels of every conv layer.
     seed: seed of the initial weights.
+    fused: use the fused block kernel where it is available.
   """
 
   def __init__(self, way: int, image_shape: tuple[int, int, int],
-               filters: int = 32, seed: int | None = None, **kwargs):
+               filters: int = 32, seed: int | None = None,
+               fused: bool = True, **kwargs):
     super().__init__(**kwargs)
     self.way, self.image_shape, self.filters = way, tuple(image_shape), filters
+    self.fused = fused
     self.example_shape = self.image_shape
     h, w, c = self.image_shape
     init = lambda i: keras.initializers.GlorotUniform(
@@ -94,11 +122,13 @@ class Conv4Learner(Learner):
       x = tf.concat([reference, x], axis=0)
     for i in range(4):
       kernel, bias, gamma, beta = params[4 * i:4 * i + 4]
-      x = tf.nn.conv2d(x, kernel, strides=1, padding="SAME") + bias
-      x = (batch_norm(x, gamma, beta) if reference is None else
-           batch_norm_from(x, num_reference, gamma, beta))
-      x = tf.nn.relu(x)
-      x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
+      x = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+      if reference is not None:
+        x = tf.nn.relu(batch_norm_from(x + bias, num_reference, gamma, beta))
+        x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
+        continue
+      fused = fused_block_tail(x, bias, gamma, beta) if self.fused else None
+      x = block_tail(x, bias, gamma, beta) if fused is None else fused
     x = tf.reshape(x, [-1, self.feature_size])
     return x if reference is None else x[num_reference:]
 

@@ -115,4 +115,5 @@ class Method(keras.layers.Layer):
   def standard_ops(self):
     """Within this context graphs use standard TensorFlow ops only (for
     SavedModels that load without this project, and XLA)."""
-    yield
+    with self.learner.standard_ops():
+      yield

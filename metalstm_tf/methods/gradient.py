@@ -76,5 +76,5 @@ class GradientMethod(Method):
 
   @contextlib.contextmanager
   def standard_ops(self):
-    with self.rule.standard_ops():
+    with self.rule.standard_ops(), super().standard_ops():
       yield

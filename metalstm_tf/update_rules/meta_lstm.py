@@ -146,7 +146,7 @@ class MetaLSTM(CoordinateLSTMRule):
   def _cell_step(self, theta, grad, loss, state: MetaLSTMState):
     """Both layers on the cell state `theta` (the parameters, or their
     displacement from theta_0 with `forget_toward_init`)."""
-    module = kernels.meta_lstm_cell() if self.fused else None
+    module = kernels.library() if self.fused else None
     if module is not None:
       return self._fused_step(module, theta, grad, loss, state)
     h, c = self.layer1(grad, loss, state.h, state.c)
