@@ -1,12 +1,16 @@
-"""Time of the fused meta-learner step kernels alone, on random inputs.
+"""Time of the fused kernels alone, on random inputs.
 
   python benchmarks/kernel_speed.py [--coordinates=28485] [--threads=2]
 
 Prints milliseconds per call of `MetaLstmStep` (forward) and
 `MetaLstmStepGrad` (backward) for one step over `--coordinates` learner
 parameters (default: the Omniglot 5-way Conv-4 learner, 28,485), and the
-rate of vector work that implies. Isolates the kernels from the learner and
-the input pipeline when changing them; `training_speed.py` gives the
+rate of vector work that implies; then, for the first two Conv-4 blocks on
+84x84x3 images (`--block_images` images, default 80: an episode's 5 support
+and 75 query images), the milliseconds of a block's convolution, batch norm,
+ReLU and max-pool forward and backward with TensorFlow's ops and with the
+fused block kernel, and of the convolution alone. Isolates the kernels from
+the rest of the step when changing them; `training_speed.py` gives the
 end-to-end figure.
 """
 
@@ -17,6 +21,7 @@ import metalstm_tf  # noqa: F401  (before TensorFlow: its CPU-kernel setting)
 import tensorflow as tf
 
 from metalstm_tf import kernels
+from metalstm_tf.learners.conv4 import block_tail, fused_block_tail
 
 import common
 
@@ -25,6 +30,7 @@ flags.DEFINE_integer("hidden", 20, "Hidden units of the meta-learner LSTM.")
 flags.DEFINE_integer("inputs", 4, "Inputs per coordinate.")
 flags.DEFINE_integer("calls", 50, "Timed calls per round.")
 flags.DEFINE_integer("rounds", 5, "Rounds; the median is reported.")
+flags.DEFINE_integer("block_images", 80, "Images per block call.")
 flags.DEFINE_integer("threads", 2, "Intra-op threads (0: TensorFlow's "
                      "default).")
 FLAGS = flags.FLAGS
@@ -39,6 +45,30 @@ def _inputs(p, hidden, n_in, rng):
           rand(n_in, g, scale=0.2), rand(hidden, g, scale=0.2), rand(g),
           rand(p, scale=0.05), rand(p, scale=0.01), tf.sigmoid(rand(p)),
           tf.sigmoid(rand(p)), rand(2, hidden + 2, scale=0.2), rand(2)]
+
+
+def _block_ms(images, in_channels, size, tail, rng):
+  """ms of one block's forward and backward (conv, then `tail`)."""
+  x = tf.constant(rng.normal(size=(images, size, size, in_channels)),
+                  tf.float32)
+  kernel = tf.constant(rng.normal(size=(3, 3, in_channels, 32)) * 0.1,
+                       tf.float32)
+  vectors = [tf.zeros([32]), tf.ones([32]), tf.zeros([32])]
+
+  @tf.function
+  def step():
+    params = [kernel] + vectors
+    with tf.GradientTape() as tape:
+      tape.watch(params)
+      y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+      if tail is not None:
+        y = tail(y, *vectors)
+      loss = tf.reduce_sum(y * y)
+    return tape.gradient(loss, params,
+                         unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+  return 1e3 * common.median_seconds_per_call(
+      lambda _: step(), [None] * 10, FLAGS.rounds)
 
 
 def main(argv):
@@ -67,6 +97,16 @@ def main(argv):
                                                    3 * macs)):
     print(f"{name}: {ms:.3f} ms per call over {p} coordinates "
           f"({n * p / ms / 1e6:.1f} G multiply-adds/s in its products)")
+  rng = np.random.default_rng(1)
+  for block, (in_channels, size) in enumerate([(3, 84), (32, 42)], 1):
+    times = {name: _block_ms(FLAGS.block_images, in_channels, size, tail,
+                             rng)
+             for name, tail in (("TensorFlow ops", block_tail),
+                                ("fused kernel", fused_block_tail),
+                                ("convolution alone", None))}
+    print(f"block {block} ({FLAGS.block_images} x {size}x{size}x"
+          f"{in_channels}), forward and backward: " +
+          ", ".join(f"{name} {ms:.1f} ms" for name, ms in times.items()))
 
 
 if __name__ == "__main__":
