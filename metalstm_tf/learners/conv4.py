@@ -46,11 +46,14 @@ def batch_norm_from(x, num_reference, gamma, beta):
   return tf.nn.batch_normalization(x, mean, var, beta, gamma, BN_EPSILON)
 
 
-def block_tail(x, bias, gamma, beta):
-  """A block after its convolution `x` (NHWC): bias, batch norm with the
-  batch's statistics, ReLU, 2x2 max-pool (TensorFlow ops)."""
-  x = tf.nn.relu(batch_norm(x + bias, gamma, beta))
-  return tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
+def block_tail(x, bias, gamma, beta, num_reference=None):
+  """A block after its convolution `x` (NHWC): bias, batch norm (with the
+  batch's statistics, or those of its first `num_reference` rows), ReLU,
+  2x2 max-pool (TensorFlow ops)."""
+  x = x + bias
+  x = (batch_norm(x, gamma, beta) if num_reference is None else
+       batch_norm_from(x, num_reference, gamma, beta))
+  return tf.nn.max_pool2d(tf.nn.relu(x), ksize=2, strides=2, padding="VALID")
 
 
 def fused_block_tail(x, bias, gamma, beta):
@@ -117,18 +120,17 @@ class Conv4Learner(Learner):
                reference: tf.Tensor | None = None) -> tf.Tensor:
     """The four blocks' output, flattened: `[B, feature_size]`; `params`
     are the first `NUM_BODY_PARAMS` (the classifier's are not used)."""
+    num_reference = None
     if reference is not None:  # One pass over both; moments of the first R.
       num_reference = tf.shape(reference)[0]
       x = tf.concat([reference, x], axis=0)
     for i in range(4):
       kernel, bias, gamma, beta = params[4 * i:4 * i + 4]
       x = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
-      if reference is not None:
-        x = tf.nn.relu(batch_norm_from(x + bias, num_reference, gamma, beta))
-        x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
-        continue
-      fused = fused_block_tail(x, bias, gamma, beta) if self.fused else None
-      x = block_tail(x, bias, gamma, beta) if fused is None else fused
+      fused = (fused_block_tail(x, bias, gamma, beta)
+               if self.fused and reference is None else None)
+      x = (block_tail(x, bias, gamma, beta, num_reference) if fused is None
+           else fused)
     x = tf.reshape(x, [-1, self.feature_size])
     return x if reference is None else x[num_reference:]
 
