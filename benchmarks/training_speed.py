@@ -31,7 +31,6 @@ import metalstm_tf  # noqa: F401  (before TensorFlow: its CPU-kernel setting)
 import tensorflow as tf
 
 import common
-import ravi
 
 flags.DEFINE_string("data_dir", None, "Dataset directory.")
 flags.DEFINE_string("cache_dir", None, "Cache directory.")
@@ -46,7 +45,7 @@ flags.DEFINE_integer("pytorch_threads", 2, "The PyTorch reference's "
                      "threads (this process uses TensorFlow's default).")
 flags.DEFINE_list("methods", ["meta_lstm"], "Methods to time (--method "
                   "names, or 'all'), each on the same Ravi configuration "
-                  "(12 inner steps of batch 5) with its default options; "
+                  "(--shots) with its default options; "
                   "the fused kernel covers meta_lstm only, the others run "
                   "on TensorFlow ops in every mode.")
 MODES = ("fused", "ops", "xla")
@@ -110,7 +109,6 @@ def main(argv):
                            f"{', '.join(MODES)}.")
   for dataset, shots in itertools.product(FLAGS.datasets, FLAGS.shots):
     shots, rates = int(shots), {}
-    ravi.inner(shots)
     for method, mode in itertools.product(names, FLAGS.modes):
       config = common.ravi_config(
           dataset, f"/tmp/metalstm_bench_{dataset}_{mode}", shots=shots,
@@ -131,11 +129,10 @@ def main(argv):
             f"{learner_time * 1e3:.0f} ms: ratio "
             f"{step_time / learner_time:.2f}", flush=True)
     reference = _pytorch_rate(dataset, shots) if FLAGS.pytorch else None
-    for (method, mode), rate in rates.items():
-      if reference:
-        print(f"  {dataset} {shots}-shot {method} {mode}: "
-              f"{rate / reference:.2f}x the PyTorch port in this run",
-              flush=True)
+    for (method, mode), rate in rates.items() if reference else ():
+      print(f"  {dataset} {shots}-shot {method} {mode}: "
+            f"{rate / reference:.2f}x the PyTorch port in this run",
+            flush=True)
   peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   print(f"peak resident memory: {peak_mb:.0f} MB", flush=True)
 

@@ -21,6 +21,7 @@ beside it at compile time (`<name>.so.sha256`), must match. A library that
 does not match is deleted and compiled again.
 """
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -42,6 +43,24 @@ CXX_FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-fno-math-errno",
              "-Wno-deprecated-declarations", "-Wno-interference-size"]
 
 
+class FusedKernelUser:
+  """Mixin of the layers whose graphs may use these kernels (learners,
+  update rules): `fused` says whether they may, and `standard_ops()` turns
+  it off within its context, so that the graphs built there use standard
+  TensorFlow ops only (SavedModels that load without this project, XLA).
+  Layers that have no fused path leave `fused` False."""
+
+  fused = False
+
+  @contextlib.contextmanager
+  def standard_ops(self):
+    saved, self.fused = self.fused, False
+    try:
+      yield
+    finally:
+      self.fused = saved
+
+
 def _cxx_flags() -> list[str]:
   return CXX_FLAGS + shlex.split(os.environ.get(FLAGS_ENV, ""))
 
@@ -60,8 +79,9 @@ def _cpu_signature() -> str:
 def _library_path(cxx: str) -> pathlib.Path:
   from data_prep.paths import resolve_cache_dir
   key = hashlib.sha256("\n".join([
-      *[source.read_text() for source in SOURCES], tf.__version__, cxx, " ".join(_cxx_flags()),
-      " ".join(tf.sysconfig.get_compile_flags()), platform.machine(),
+      *[source.read_text() for source in SOURCES], tf.__version__, cxx,
+      " ".join(_cxx_flags()), " ".join(tf.sysconfig.get_compile_flags()),
+      platform.machine(),
       _cpu_signature()]).encode()).hexdigest()[:16]
   return resolve_cache_dir() / "kernels" / f"metalstm_kernels-{key}.so"
 
@@ -105,7 +125,8 @@ def _compile(cxx: str, out: pathlib.Path) -> None:
   remove_leftovers(out.parent)
   with atomic_path(out, suffix=".so") as tmp:
     cmd = ([cxx] + _cxx_flags() + tf.sysconfig.get_compile_flags() +
-           [str(source) for source in SOURCES] + ["-o", str(tmp)] + tf.sysconfig.get_link_flags())
+           [str(source) for source in SOURCES] + ["-o", str(tmp)] +
+           tf.sysconfig.get_link_flags())
     logging.info("Compiling the fused CPU kernels (once per machine): "
                  "%s", shlex.join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

@@ -5,11 +5,12 @@ The meta-learner owns the learner's parameters as one flat vector `theta`
 the list of shaped tensors the forward pass uses.
 """
 
-import contextlib
 import math
 
 import keras
 import tensorflow as tf
+
+from metalstm_tf.kernels import FusedKernelUser
 
 
 class ParamLayout:
@@ -39,7 +40,7 @@ class ParamLayout:
     return out
 
 
-class Learner(keras.layers.Layer):
+class Learner(FusedKernelUser, keras.layers.Layer):
   """A learner with a functional forward pass.
 
   Subclasses create their weights in `__init__` (these are a fresh learner's
@@ -57,19 +58,6 @@ class Learner(keras.layers.Layer):
   # Whether an example's output depends on the other examples of its batch
   # (batch statistics); if not, per-query and transductive predictions agree.
   batch_dependent = False
-  # Whether the forward pass may use the project's custom (fused) kernels;
-  # learners without any ignore it.
-  fused = False
-
-  @contextlib.contextmanager
-  def standard_ops(self):
-    """Within this context the forward pass builds graphs of standard
-    TensorFlow ops only (for SavedModels and XLA)."""
-    saved, self.fused = self.fused, False
-    try:
-      yield
-    finally:
-      self.fused = saved
 
   @property
   def layout(self) -> ParamLayout:

@@ -11,20 +11,19 @@ turns (parameters, gradient, loss, state) into new parameters and state:
 structure of tensors. Nothing is mutated during an episode.
 """
 
-import contextlib
-
 import keras
 import tensorflow as tf
 
+from metalstm_tf.kernels import FusedKernelUser
 
-class UpdateRule(keras.layers.Layer):
+
+class UpdateRule(FusedKernelUser, keras.layers.Layer):
   """Base class; the layer's trainable weights are the meta-parameters.
 
-  `fused`: whether the rule may use the project's custom (fused) kernels;
-  rules without any ignore it.
+  `fused` / `standard_ops()`: whether the rule may use the project's custom
+  (fused) kernels (`FusedKernelUser`); rules without any ignore it.
   """
 
-  fused = False
   has_gates = False  # `gates(state)` returns per-coordinate values
 
   def __init__(self, initial_theta: tf.Tensor, **kwargs):
@@ -45,17 +44,6 @@ class UpdateRule(keras.layers.Layer):
   def step(self, theta: tf.Tensor, grad: tf.Tensor, loss: tf.Tensor, state):
     """One update; returns `(new_theta, new_state)`."""
     raise NotImplementedError
-
-  @contextlib.contextmanager
-  def standard_ops(self):
-    """Within this context the rule builds graphs of standard TensorFlow ops
-    only (no custom kernels): for SavedModels that load without this project
-    and for XLA."""
-    saved, self.fused = self.fused, False
-    try:
-      yield
-    finally:
-      self.fused = saved
 
   @staticmethod
   def gates(state) -> dict[str, tf.Tensor]:
