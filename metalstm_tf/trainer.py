@@ -425,6 +425,9 @@ class MetaTrainer:
     logging.info("Meta-training episodes %d..%d of %d.", start, stop,
                  c.episodes)
     running, t0, skipped = {}, time.time(), 0
+    # (episode, time) the training throughput is measured from: the last
+    # summary, or the end of a validation or checkpoint (not counted).
+    clock = (start, t0)
     dataset = self.distribute(self.task.train_dataset(start))
     consistent = True  # the counter matches the applied meta-updates
     try:
@@ -457,6 +460,10 @@ class MetaTrainer:
             running[k] = (v if k not in running else
                           0.95 * running[k] + 0.05 * v)
         if after // 10 != before // 10 or after >= stop:
+          now = time.time()
+          stats["episodes_per_second"] = (after - clock[0]) / max(
+              now - clock[1], 1e-9)
+          clock = (after, now)
           self._write_train_summaries(
               after, stats, histograms=after // 100 != before // 100 or
               after >= stop)
@@ -464,10 +471,14 @@ class MetaTrainer:
           on_progress(after, c.episodes,
                       dict(running, seconds=time.time() - t0,
                            done=after - start, todo=stop - start))
-        if after // c.val_every != before // c.val_every:
+        validating = after // c.val_every != before // c.val_every
+        saving = after // c.checkpoint_every != before // c.checkpoint_every
+        if validating:
           self.validate()
-        if after // c.checkpoint_every != before // c.checkpoint_every:
+        if saving:
           self.save()
+        if validating or saving:
+          clock = (after, time.time())
     except KeyboardInterrupt:
       if not consistent:
         logging.warning(
@@ -496,6 +507,7 @@ class MetaTrainer:
                         stats["metric"] * self.task.report_scale)
       tf.summary.scalar("meta_grad_norm", stats["grad_norm"])
       tf.summary.scalar("learning_rate", self.current_lr())
+      tf.summary.scalar("episodes_per_second", stats["episodes_per_second"])
       for key, value in stats.items():
         if key.startswith("trace/") and key.endswith("_mean"):
           tf.summary.scalar(f"{key[6:-5]}/mean", value)
