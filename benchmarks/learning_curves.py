@@ -23,6 +23,8 @@ import numpy as np
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
 
+from run_logs import read_scalars
+
 flags.DEFINE_list("runs", None, "Run directories (main.py --logdir).")
 flags.DEFINE_list("labels", None, "A legend label per run (default: the "
                   "directories' names).")
@@ -33,30 +35,6 @@ flags.DEFINE_integer("smooth", 500, "Episodes of the training curve's "
                      "running mean.")
 flags.DEFINE_string("title", None, "Figure title.")
 FLAGS = flags.FLAGS
-
-
-def read_scalars(directory: pathlib.Path) -> dict[str, dict[int, float]]:
-  """tag -> {step: value} of every event file in `directory`, files read in
-  the order they were written (later values win)."""
-  import tensorflow as tf
-  from tensorboard.compat.proto import event_pb2
-  out = {}
-  for path in sorted(directory.glob("events.out.tfevents.*"),
-                     key=lambda p: (int(p.name.split(".")[3]), p.name)):
-    for record in tf.data.TFRecordDataset(str(path)):
-      event = event_pb2.Event.FromString(record.numpy())
-      for value in event.summary.value:
-        if value.HasField("tensor"):
-          array = tf.make_ndarray(value.tensor)
-          if array.ndim:  # a histogram
-            continue
-          number = float(array)
-        elif value.HasField("simple_value"):
-          number = float(value.simple_value)
-        else:
-          continue
-        out.setdefault(value.tag, {})[int(event.step)] = number
-  return out
 
 
 def curve(points: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
