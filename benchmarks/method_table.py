@@ -19,13 +19,15 @@ is appended to ROOT/NAME.seconds.
 
 The table then has, per method: the command, the test RESULT (mean ± 95 %
 interval; transductive for images, as in the papers), the best validation
-value and the episode it was reached at (the model tested), the summed wall
+value and the episode it was reached at (the model tested), the number of
+meta-updates (episodes / the method's meta-batch size), the summed wall
 time of the invocations, and the median training episodes per second logged
 in the run's `train/` summaries (validation and checkpoint time excluded).
 A method whose run failed gets a row with the last line of its error.
 `--norun` only reads the runs already there.
 """
 
+import json
 import pathlib
 import statistics
 import subprocess
@@ -129,7 +131,7 @@ def row(method: str, logdir: pathlib.Path, name: str) -> list[str]:
   result = test_result(logdir)
   if result is None:
     return [f"`{method}`", f"`{shown}`", f"no test RESULT: "
-            f"{last_error(root, name)}", "", "", ""]
+            f"{last_error(root, name)}", "", "", "", ""]
   metric = result["metric"]
   unit = " %" if metric == "accuracy" else ""
   test = f"{result['mean']} ± {result['ci95']}{unit}"
@@ -147,8 +149,10 @@ def row(method: str, logdir: pathlib.Path, name: str) -> list[str]:
   rates = list(read_scalars(logdir / "train").get(
       "episodes_per_second", {}).values())
   rate = f"{statistics.median(rates):.2f}" if rates else "not logged"
-  return [f"`{method}`", f"`{shown}`", test, best, f"{seconds / 60:.1f} min",
-          rate]
+  config = json.loads((logdir / "config.json").read_text())
+  updates = f"{-(-config['episodes'] // config['meta_batch_size']):,}"
+  return [f"`{method}`", f"`{shown}`", test, best, updates,
+          f"{seconds / 60:.1f} min", rate]
 
 
 def main(argv):
@@ -161,7 +165,7 @@ def main(argv):
     if FLAGS.run and test_result(root / name) is None:
       train(method, root / name, name)
   header = ["method", "command", "test", "best validation (episode)",
-            "wall time", "training episodes/s"]
+            "meta-updates", "wall time", "training episodes/s"]
   lines = ["| " + " | ".join(header) + " |",
            "|" + "---|" * len(header)]
   for method in names:

@@ -1,5 +1,6 @@
 """benchmarks/method_table.py: one short run per method, then the table."""
 
+import json
 import re
 import subprocess
 import sys
@@ -39,8 +40,10 @@ def test_table_of_a_finished_and_a_refused_method(tmp_path):
       r"Validation at episode (\d+): mse (\S+)", log)}
   best = min(logged, key=logged.get)
   assert cells[3] == f"{logged[best]:.4f} at {best:,}"
-  assert float(cells[4].split()[0]) > 0
-  assert float(cells[5]) > 0
+  batch = json.loads((run / "config.json").read_text())["meta_batch_size"]
+  assert cells[4] == str(-(-20 // batch))  # meta-updates
+  assert float(cells[5].split()[0]) > 0  # minutes
+  assert float(cells[6]) > 0  # training episodes/s
   # ProtoNet does not regress: its row says why instead of a result.
   assert "no test RESULT" in rows["protonet"]
   assert "needs --dataset=omniglot" in rows["protonet"]
