@@ -322,6 +322,7 @@ class MetaTrainer:
     method has any.
     """
     values, losses, traces = [], [], {}
+    next_report = time.time() + 60
     for episode in (task or self.task).eval_dataset(split, num_episodes):
       out = self.eval_step(episode, transductive)
       values.append(float(out["metric"]) * self.task.report_scale)
@@ -329,6 +330,11 @@ class MetaTrainer:
       for k, v in out.items():
         if k.endswith("_tracked") or k.endswith("_mean"):
           traces.setdefault(k, []).append(v.numpy())
+      if time.time() >= next_report:  # long evaluations show progress
+        next_report = time.time() + 60
+        logging.info("Evaluating on %s: %d of %d episodes, %s %.4g so far.",
+                     split, len(values), num_episodes, self.task.metric,
+                     float(np.mean(values)))
     mean, ci95 = mean_and_ci95(values)
     result = {"mean": mean, "ci95": ci95, "loss": float(np.mean(losses)),
               "values": values, "losses": losses, "episodes": len(values)}

@@ -331,3 +331,30 @@ def test_a_signal_during_a_meta_update_still_resumes_exactly(
   for a, b in zip(method.trainable_variables,
                   resumed_method.trainable_variables):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-8)
+
+
+def test_training_logs_its_speed_and_long_evaluations_their_progress(
+    tmp_path, monkeypatch):
+  from metalstm_tf import trainer as trainer_module
+  _, _, trainer = build(tiny_config(tmp_path))
+  trainer.fit()
+  rates = {}
+  for path in (tmp_path / "run" / "train").glob("events*"):
+    for record in tf.data.TFRecordDataset(str(path)):
+      event = event_pb2.Event.FromString(record.numpy())
+      for value in event.summary.value:
+        if value.tag == "episodes_per_second":
+          rates[event.step] = float(tf.make_ndarray(value.tensor))
+  assert list(rates) == [8] and rates[8] > 0
+
+  # Every episode of this evaluation "takes" 61 s: each one is reported.
+  clock = iter(range(0, 100_000, 61))
+  monkeypatch.setattr(trainer_module.time, "time", lambda: next(clock))
+  reports = []
+  monkeypatch.setattr(trainer_module.logging, "info",
+                      lambda fmt, *args: reports.append(fmt % args))
+  result = trainer.evaluate("val", 3)
+  progress = [r for r in reports if r.startswith("Evaluating on val")]
+  assert progress == [
+      f"Evaluating on val: {i} of 3 episodes, accuracy "
+      f"{np.mean(result['values'][:i]):.4g} so far." for i in (1, 2, 3)]
