@@ -3,13 +3,17 @@ images are not on the test machines): the split of Chen et al. 2019, classes
 of unequal size, and the errors."""
 
 import io
+import re
 import shutil
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import REPO
 from data_prep import DatasetError, cub, load_splits
 from metalstm_tf import pipeline
 from metalstm_tf.sampling import episode_rng
@@ -120,3 +124,20 @@ def test_missing_and_broken_archives(tmp_path):
   with pytest.raises(DatasetError, match="images.txt is missing"):
     cub.load_split("train", tmp_path / "c", tmp_path / "cache")
   shutil.rmtree(tmp_path / "c")
+
+
+def test_a_run_trains_validates_and_tests_on_cub(tmp_path):
+  write_cub(tmp_path / "data", classes=40)  # 20 / 10 / 10 classes
+  out = subprocess.run(
+      [sys.executable, "main.py", "--dataset=cub", "--shots=1",
+       "--queries=2", "--episodes=4", "--val_every=2", "--val_episodes=2",
+       "--test_episodes=2", "--filters=4", f"--data_dir={tmp_path / 'data'}",
+       f"--cache_dir={tmp_path / 'cache'}", f"--logdir={tmp_path / 'run'}"],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert re.search(r"Validation at episode 4: accuracy", out.stderr)
+  results = re.findall(r"^RESULT dataset=cub ways=5 shots=1 split=test "
+                       r"metric=accuracy .* episodes=2 .*queries=(\S+)$",
+                       out.stdout, re.M)
+  assert results == ["per_query", "transductive"]
+  assert (tmp_path / "run" / "saved_model" / "saved_model.pb").exists()
