@@ -31,6 +31,12 @@ absl_flags.DEFINE_enum("mode", "train", ["train", "test", "export",
                        "--query_dir's images after adapting to "
                        "--support_dir's; evaluate: the accuracy of "
                        "--saved_model on its dataset's fixed episodes.")
+absl_flags.DEFINE_bool("final_test", True, "--mode=train: after training, "
+                       "test the best model and export it. --nofinal_test "
+                       "stops after training, so that settings can be "
+                       "compared on their validation scores without reading "
+                       "the test split; --mode=test with the same --logdir "
+                       "tests the chosen one later.")
 absl_flags.DEFINE_integer("ways", 5, "Classes per episode (N-way).")
 absl_flags.DEFINE_integer("shots", 1, "Support examples per class (K-shot); "
                           "support points for sine.")

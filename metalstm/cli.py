@@ -318,6 +318,10 @@ def main(argv):
       logging.info("%s: training done; the chief tests and exports the "
                    "model.", role.task)
       return 0
+    if not FLAGS.final_test:
+      logging.info("Training done; not tested (--nofinal_test). Test the "
+                   "best model with --mode=test --logdir=%s.", logdir)
+      return 0
   try:
     trainer.restore_best()
   except FileNotFoundError as e:

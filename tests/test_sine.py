@@ -202,3 +202,22 @@ def test_console_shows_no_tensorflow_info_lines(tmp_path):
   assert "absl::InitializeLog" not in out.stderr
   assert "INFO:tensorflow" not in out.stderr
   assert "Validation at episode 40" in out.stderr
+
+
+def test_nofinal_test_trains_without_reading_the_test_split(tmp_path):
+  run = tmp_path / "run"
+  out = subprocess.run(short_sine_command(run, final_test=False), cwd=REPO,
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "RESULT" not in out.stdout
+  assert "not tested (--nofinal_test)" in out.stderr
+  assert (run / "best").is_dir() and (run / "val").is_dir()
+  for name in ("test", "result.txt", "results_history.txt", "saved_model"):
+    assert not (run / name).exists(), name
+  # The chosen setting is tested later, once.
+  test = subprocess.run(
+      [sys.executable, "main.py", "--mode=test", f"--logdir={run}"],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert test.returncode == 0, test.stderr[-3000:]
+  assert re.search(r"^RESULT dataset=sine .*split=test .*episodes=5 ",
+                   test.stdout, re.M)
