@@ -29,6 +29,13 @@ from metalstm_tf.methods.registry import (MethodSpec, option, register,
                                           require_positive_ints)
 
 
+# gamma for images: each example's normalised outer product has norm 1, so
+# gamma bounds how far a pass moves the output layer. On Omniglot 5-way
+# 1-shot validation (2,000 episodes, 32 filters, seed 0) gamma 0.1 / 1 / 10
+# / 100 reached 38.6 / 93.5 / 94.9 / 94.8 %.
+IMAGE_STEP = 10.0
+
+
 @dataclasses.dataclass(frozen=True)
 class OPLSTMOptions:
   op_hidden: int = option(20, "op_lstm: units of the coordinate-wise LSTM's "
@@ -36,7 +43,10 @@ class OPLSTMOptions:
                           "value; the paper's 20-1).")
   op_passes: int = option(5, "op_lstm: passes over the support set.")
   op_step: float = option(0.1, "op_lstm: step size gamma of the outer-product "
-                          "update of the output layer (project default).")
+                          "update of the output layer (default: 10 for "
+                          "images, chosen on Omniglot 5-way 1-shot "
+                          "validation among 0.1, 1, 10 and 100; 0.1 for "
+                          "sine).")
 
   def __post_init__(self):
     require_positive_ints(self, "op_hidden", "op_passes")
@@ -125,4 +135,6 @@ SPEC = register(MethodSpec(
     summary="OP-LSTM: a coordinate-wise LSTM updates the output layer by "
             "normalised outer products, mean-pooled over the support set "
             "(Huisman et al. 2023)",
+    option_defaults=lambda dataset, shots: (
+        {} if dataset == "sine" else {"op_step": IMAGE_STEP}),
     config_defaults=lambda dataset, shots: {"filters": 64}))
