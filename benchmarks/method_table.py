@@ -37,6 +37,7 @@ import time
 from absl import app
 from absl import flags
 
+from metalstm.results import parse_result_line
 from run_logs import read_scalars
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -93,15 +94,15 @@ def test_result(logdir: pathlib.Path) -> dict | None:
   for line in path.read_text().splitlines():
     if not line.startswith("RESULT "):
       continue
-    fields = dict(f.split("=", 1) for f in line.split()[1:] if "=" in f)
+    fields = parse_result_line(line)
     if fields.get("split") == "test" and "test_dataset" not in fields:
       rows.append(fields)
   rows.sort(key=lambda f: f.get("queries") != "transductive")
   return rows[0] if rows else None
 
 
-def train(method: str, logdir: pathlib.Path, name: str) -> None:
-  root = logdir.parent
+def train(method: str, logdir: pathlib.Path) -> None:
+  root, name = logdir.parent, logdir.name
   command = [sys.executable, str(REPO / "main.py"),
              *main_command(method, logdir)]
   print(f"{name}: {' '.join(command[1:])}", flush=True)
@@ -125,8 +126,8 @@ def last_error(root: pathlib.Path, name: str) -> str:
   return (errors or lines or ["not run"])[-1][:160]
 
 
-def row(method: str, logdir: pathlib.Path, name: str) -> list[str]:
-  root = logdir.parent
+def row(method: str, logdir: pathlib.Path) -> list[str]:
+  root, name = logdir.parent, logdir.name
   shown = " ".join(["python main.py", *main_command(method, logdir)])
   result = test_result(logdir)
   if result is None:
@@ -159,18 +160,18 @@ def main(argv):
   del argv
   root = pathlib.Path(FLAGS.root)
   root.mkdir(parents=True, exist_ok=True)
-  names = method_names(FLAGS.methods)
-  for method in names:
-    name = run_name(FLAGS.dataset, FLAGS.shots, method, FLAGS.suffix)
-    if FLAGS.run and test_result(root / name) is None:
-      train(method, root / name, name)
+  runs = [(method, root / run_name(FLAGS.dataset, FLAGS.shots, method,
+                                    FLAGS.suffix))
+          for method in method_names(FLAGS.methods)]
+  for method, logdir in runs:
+    if FLAGS.run and test_result(logdir) is None:
+      train(method, logdir)
   header = ["method", "command", "test", "best validation (episode)",
             "meta-updates", "wall time", "training episodes/s"]
   lines = ["| " + " | ".join(header) + " |",
            "|" + "---|" * len(header)]
-  for method in names:
-    name = run_name(FLAGS.dataset, FLAGS.shots, method, FLAGS.suffix)
-    lines.append("| " + " | ".join(row(method, root / name, name)) + " |")
+  for method, logdir in runs:
+    lines.append("| " + " | ".join(row(method, logdir)) + " |")
   table = "\n".join(lines)
   print(table)
   if FLAGS.output:

@@ -31,6 +31,7 @@ import sys
 import time
 
 from metalstm import console
+from metalstm.results import parse_result_line, result_line
 
 # TensorFlow's C++ start-up notices (oneDNN, CUDA probing) stay out of the
 # console unless --verbosity (or -v) is given: decided before TensorFlow
@@ -44,21 +45,6 @@ from absl import app  # noqa: E402
 from absl import logging  # noqa: E402
 
 FLAGS = metalstm_flags.FLAGS
-
-
-def result_line(config, metric: str, split: str, result: dict,
-                queries: str = "transductive", cross=None) -> str:
-  """The parseable summary; `cross`: (test dataset, adapter description)
-  of a cross-domain test."""
-  digits = 2 if metric == "accuracy" else 5
-  line = (f"RESULT dataset={config.dataset} ways={config.way} "
-          f"shots={config.shot} split={split} metric={metric} "
-          f"mean={result['mean']:.{digits}f} ci95={result['ci95']:.{digits}f} "
-          f"episodes={result['episodes']} method={config.method} "
-          f"queries={queries}")
-  if cross is not None:
-    line += f" test_dataset={cross[0]} adapter={cross[1]}"
-  return line
 
 
 def cross_domain_task(config, learner_shape):
@@ -75,11 +61,6 @@ def cross_domain_task(config, learner_shape):
                                  image_shape=learner_shape, splits=("test",))
   adapter = adapt.describe(data_prep.native_shape(name), learner_shape)
   return tasks.image_task(splits, config), (name, adapter)
-
-
-def parse_result_line(line: str) -> dict:
-  """`key=value` fields of a RESULT line."""
-  return dict(f.split("=", 1) for f in line.split()[1:])
 
 
 class ExportError(OSError):
