@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import numpy as np
 import pytest
@@ -88,3 +89,46 @@ def test_pretrained_model_reproduces_its_card(tmp_path, model,
   card = _card_results(model)
   for queries, stated in card.items():
     assert abs(got[queries] - stated) < 0.2, (queries, got, card)
+
+
+OMNIGLOT_MODELS = [m for m in MODELS
+                   if read_metadata(m)["dataset"] == "omniglot"]
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("model", OMNIGLOT_MODELS,
+                         ids=[m.name for m in OMNIGLOT_MODELS])
+def test_pretrained_model_classifies_a_users_omniglot_files(
+    tmp_path, model, real_data_dir):
+  """The path a user takes on a fresh install: the official files (105x105
+  PNGs, black strokes on white) of five characters of a test alphabet copied
+  into folders as they are, classified by `main.py --mode=predict` with the
+  defaults (the model's own conversion: `--invert=auto`, resize)."""
+  shots = read_metadata(model)["shots"]
+  with zipfile.ZipFile(real_data_dir / "omniglot" /
+                       "images_evaluation.zip") as archive:
+    names = sorted(n for n in archive.namelist()
+                   if n.startswith("images_evaluation/Angelic/character0")
+                   and n.endswith(".png"))
+    truth = {}
+    for c in range(1, 6):
+      files = [n for n in names if f"/character0{c}/" in n][:shots + 3]
+      for k, name in enumerate(files):
+        target = (tmp_path / "support" / f"char{c}" / f"{k}.png"
+                  if k < shots else tmp_path / "query" / f"c{c}_{k}.png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(archive.read(name))
+        if k >= shots:
+          truth[target.name] = f"char{c}"
+  run = subprocess.run(
+      [sys.executable, "main.py", "--mode=predict", f"--saved_model={model}",
+       f"--support_dir={tmp_path / 'support'}",
+       f"--query_dir={tmp_path / 'query'}",
+       f"--predictions={tmp_path / 'p.csv'}"],
+      capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert run.returncode == 0, run.stderr[-2000:]
+  predicted = {pathlib.Path(line.split("\t")[0]).name: line.split("\t")[1]
+               for line in run.stdout.strip().splitlines()}
+  assert set(predicted) == set(truth)
+  correct = sum(predicted[f] == truth[f] for f in truth)
+  assert correct >= 12, (correct, predicted)  # of 15; chance is 3
