@@ -1,7 +1,8 @@
 """The learners that learn in a recurrent state, not by gradients:
 `plain_lstm` (Huisman et al. 2023's Eq. 10, mean-pooled states) and
-`op_lstm` (their Eqs. 14-17, outer-product updates of the output layer),
-each recomputed by hand; both invariant to the support set's order; both
+`op_lstm` (their Eqs. 12-17: outer-product updates of the output layer on
+images, of every layer of the sine MLP with messages passed back), each
+recomputed by hand; both invariant to the support set's order; both
 regress sine through main.py."""
 
 import pathlib
@@ -14,6 +15,8 @@ import pytest
 import tensorflow as tf
 
 from helpers import build, tiny_config, with_options
+from metalstm_tf import methods
+from metalstm_tf import sine
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 METHODS = ["plain_lstm", "op_lstm"]
@@ -70,6 +73,102 @@ def test_one_pass_is_the_pooled_normalised_outer_product(tmp_path):
   h1 = h0 + 0.7 * update / len(a)
   q = method._features(e.query_images).numpy()
   np.testing.assert_allclose(got, q @ h1.T + b, atol=1e-4)
+
+
+def _sine_op_lstm(tmp_path, **options):
+  config = with_options(tiny_config(tmp_path, method="op_lstm",
+                                    dataset="sine", way=1, shot=5,
+                                    queries=7), **options)
+  task = sine.sine_task(config)
+  return task, methods.build(config, task.learner)
+
+
+def _cell_values(cells, z):
+  """The coordinate-wise LSTM's hidden value for each row of `z` `[N, 2]`,
+  every row from zero states (the first pass)."""
+  zeros = lambda u: [tf.zeros([len(z), u]), tf.zeros([len(z), u])]
+  out1, _ = cells[0](tf.constant(z, tf.float32), zeros(cells[0].units))
+  out2, _ = cells[1](out1, zeros(1))
+  return out2.numpy()[:, 0]
+
+
+def test_sine_pass_updates_every_layer_with_messages_passed_back(tmp_path):
+  """One pass on the 1-40-40-1 MLP, by hand: the output layer's LSTM reads
+  (prediction, target), each hidden layer's reads (activation, H^T h of the
+  layer above), and every H moves by the mean normalised outer product."""
+  task, method = _sine_op_lstm(tmp_path, op_passes=1, op_step=0.3)
+  e = _episode(task)
+  x = e.support_images.numpy()
+  y = e.support_labels.numpy().reshape(-1, 1)
+  hs = [w.numpy() for w in method.h0s]
+  bs = [b.numpy() for b in method.biases]
+  assert [w.shape for w in hs] == [(40, 1), (40, 40), (1, 40)]
+  acts = [x]
+  for k, (w, b) in enumerate(zip(hs, bs)):
+    pre = acts[-1] @ w.T + b
+    acts.append(pre if k == 2 else np.maximum(pre, 0))
+  m = len(x)
+  h = [None, None, None]
+  h[2] = _cell_values(method.cells, np.concatenate([acts[3], y], 1)
+                      ).reshape(m, 1)
+  for k in (1, 0):
+    message = h[k + 1] @ hs[k + 1]  # row i: H_{k+1}^T h_{k+1}(x_i)
+    z = np.stack([acts[k + 1], message], -1).reshape(-1, 2)
+    h[k] = _cell_values(method.hidden_cells, z).reshape(m, -1)
+  new = []
+  for k in range(3):
+    update = sum(np.outer(h[k][i], acts[k][i]) /
+                 max(np.linalg.norm(np.outer(h[k][i], acts[k][i])), 1e-12)
+                 for i in range(m))
+    new.append(hs[k] + 0.3 * update / m)
+  q = e.query_images.numpy()
+  for k, (w, b) in enumerate(zip(new, bs)):
+    q = q @ w.T + b
+    q = q if k == 2 else np.maximum(q, 0)
+  got = method.run(e.support_images, e.support_labels,
+                   e.query_images).outputs
+  np.testing.assert_allclose(got, q, rtol=1e-4, atol=1e-5)
+  # Every layer moved: the hidden layers are adapted too.
+  assert all(np.abs(n - w).max() > 0 for n, w in zip(new, hs))
+
+
+def test_sine_support_order_does_not_change_the_predictions(tmp_path):
+  task, method = _sine_op_lstm(tmp_path)
+  e = _episode(task)
+  order = np.random.default_rng(0).permutation(5)
+  a = method.run(e.support_images, e.support_labels, e.query_images).outputs
+  b = method.run(tf.gather(e.support_images, order),
+                 tf.gather(e.support_labels, order), e.query_images).outputs
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("normalize", ["example", "pooled"])
+def test_update_normalises_each_outer_product_or_their_mean(tmp_path,
+                                                            normalize):
+  _, method = _sine_op_lstm(tmp_path, op_normalize=normalize)
+  rng = np.random.default_rng(1)
+  h, a = rng.normal(size=(4, 3)), rng.normal(size=(4, 6))
+  outers = [np.outer(h[i], a[i]) for i in range(4)]
+  if normalize == "example":
+    want = sum(o / np.linalg.norm(o) for o in outers) / 4
+  else:
+    mean = sum(outers) / 4
+    want = mean / np.linalg.norm(mean)
+  got = method._update(tf.constant(h, tf.float32), tf.constant(a, tf.float32),
+                       4.0)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_learned_step_is_a_meta_parameter_with_a_gradient(tmp_path):
+  task, method = _sine_op_lstm(tmp_path, op_learn_step=True, op_step=0.3)
+  assert any(w.name == "op_step" for w in method.trainable_weights)
+  assert float(method.summaries()["op_step"]) == pytest.approx(0.3)
+  e = _episode(task)
+  with tf.GradientTape() as tape:
+    out = method.run(e.support_images, e.support_labels, e.query_images)
+    loss = method.loss(out.outputs, e.query_labels)
+  grad = tape.gradient(loss, method.step)
+  assert grad is not None and np.isfinite(grad) and float(grad) != 0.0
 
 
 @pytest.mark.parametrize("name", METHODS)
