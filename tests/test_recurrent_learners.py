@@ -49,6 +49,33 @@ def test_state_is_the_mean_of_the_cells_per_example_states(tmp_path):
   np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+def test_stacked_layers_pool_each_layers_state(tmp_path):
+  config = with_options(tiny_config(tmp_path, method="plain_lstm"),
+                        support_passes=2, lstm_layers=2, lstm_units=6)
+  task, method, _ = build(config)
+  assert len(method.cells) == 2
+  e = _episode(task)
+  got = method.run(e.support_images, e.support_labels, e.query_images).outputs
+  pairs = tf.concat([method._features(e.support_images),
+                     tf.one_hot(e.support_labels, config.way)], axis=1)
+  zero = lambda: [tf.zeros([1, 6]), tf.zeros([1, 6])]
+  states = [zero(), zero()]
+  for _ in range(2):  # each example alone through both layers, then pooled
+    per_layer = [[], []]
+    for i in range(len(pairs)):
+      x = pairs[i:i + 1]
+      for k, cell in enumerate(method.cells):
+        x, new = cell(x, states[k])
+        per_layer[k].append(new)
+    states = [[tf.add_n([o[j] for o in outs]) / len(outs) for j in (0, 1)]
+              for outs in per_layer]
+  feats = method._features(e.query_images)
+  x = tf.concat([feats, tf.zeros([feats.shape[0], config.way])], 1)
+  for k, cell in enumerate(method.cells):
+    x, _ = cell(x, [tf.tile(s, [x.shape[0], 1]) for s in states[k]])
+  np.testing.assert_allclose(got, method.head(x), atol=1e-5)
+
+
 def test_one_pass_is_the_pooled_normalised_outer_product(tmp_path):
   config = with_options(tiny_config(tmp_path, method="op_lstm"),
                         op_passes=1, op_step=0.7)

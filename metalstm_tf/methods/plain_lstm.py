@@ -35,9 +35,12 @@ class PlainLSTMOptions:
   support_passes: int = option(2, "plain_lstm: passes of the support set "
                                "through the LSTM, each from the state "
                                "mean-pooled over the previous pass.")
+  lstm_layers: int = option(1, "plain_lstm: stacked LSTM layers of "
+                            "--lstm_units each (every layer's state "
+                            "mean-pooled; the paper's sine LSTM has 2).")
 
   def __post_init__(self):
-    require_positive_ints(self, "lstm_units", "support_passes")
+    require_positive_ints(self, "lstm_units", "support_passes", "lstm_layers")
 
 
 class PlainLSTM(Method):
@@ -49,7 +52,7 @@ class PlainLSTM(Method):
   """
 
   def __init__(self, learner, lstm_units: int, support_passes: int,
-               seed: int = 0, **kwargs):
+               seed: int = 0, lstm_layers: int = 1, **kwargs):
     super().__init__(learner, **kwargs)
     self.support_passes = support_passes
     self._images = isinstance(learner, Conv4Learner)
@@ -61,11 +64,16 @@ class PlainLSTM(Method):
       self._targets = 1
       features, outputs = learner.example_shape[0], 1
     glorot = lambda k: keras.initializers.GlorotUniform(seed=seed + k)
-    self.cell = keras.layers.LSTMCell(
-        lstm_units, kernel_initializer=glorot(100),
-        recurrent_initializer=keras.initializers.Orthogonal(seed=seed + 101),
-        name="lstm")
-    self.cell.build((None, features + self._targets))
+    self.cells = []
+    for k in range(lstm_layers):  # the first keeps the one-layer LSTM's seeds
+      cell = keras.layers.LSTMCell(
+          lstm_units, kernel_initializer=glorot(100 + 10 * k),
+          recurrent_initializer=keras.initializers.Orthogonal(
+              seed=seed + 101 + 10 * k),
+          name="lstm" if k == 0 else f"lstm_{k + 1}")
+      cell.build((None, features + self._targets if k == 0 else lstm_units))
+      self.cells.append(cell)
+    self.cell = self.cells[0]
     self.head = keras.layers.Dense(outputs, kernel_initializer=glorot(102),
                                    name="head")
     self.head.build((None, lstm_units))
@@ -86,23 +94,33 @@ class PlainLSTM(Method):
     support = tf.concat([self._features(support_x),
                          self._targets_of(support_y)], axis=1)
     units = self.cell.units
-    state = [tf.zeros([1, units]), tf.zeros([1, units])]  # [h, c]
-    n = tf.shape(support)[0]
+    # [h, c] of every layer, pooled over the support set.
+    states = [[tf.zeros([1, units]), tf.zeros([1, units])]
+              for _ in self.cells]
     for _ in range(self.support_passes):
-      tiled = [tf.tile(s, [n, 1]) for s in state]
-      _, new = self.cell(support, tiled)
-      state = [tf.reduce_mean(s, axis=0, keepdims=True) for s in new]
+      _, news = self._stack(support, states)
+      states = [[tf.reduce_mean(s, axis=0, keepdims=True) for s in new]
+                for new in news]
     features = self._features(query_x, None if transductive else support_x)
     queries = tf.concat([features, tf.zeros([tf.shape(features)[0],
                                              self._targets])], axis=1)
-    q = tf.shape(queries)[0]
-    out, _ = self.cell(queries, [tf.tile(s, [q, 1]) for s in state])
+    out, _ = self._stack(queries, states)
     return EpisodeOutput(outputs=self.head(out), step_outputs=[], traces={})
+
+  def _stack(self, x, states):
+    """Every layer on the rows of `x`, each row from the pooled `states`;
+    returns the last layer's output and every layer's per-row states."""
+    n = tf.shape(x)[0]
+    news = []
+    for cell, state in zip(self.cells, states):
+      x, new = cell(x, [tf.tile(s, [n, 1]) for s in state])
+      news.append(new)
+    return x, news
 
 
 def build(options: PlainLSTMOptions, learner, config):
   return PlainLSTM(learner, options.lstm_units, options.support_passes,
-                   seed=config.seed)
+                   seed=config.seed, lstm_layers=options.lstm_layers)
 
 
 SPEC = register(MethodSpec(
