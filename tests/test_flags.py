@@ -42,6 +42,19 @@ def test_sine_defaults_are_the_protocol_and_the_measured_best_setting():
   assert c.lr_schedule == "cosine"
 
 
+def test_plain_lstm_on_sine_defaults_to_its_papers_tuned_setting():
+  c = _config("--dataset=sine", "--shots=5", "--method=plain_lstm")
+  assert (c.lr, c.meta_batch_size) == (4.7e-3, 4)
+  assert (c.options.lstm_units, c.options.lstm_layers,
+          c.options.support_passes) == (40, 2, 4)
+  c = _config("--dataset=sine", "--shots=5", "--method=plain_lstm",
+              "--lr=1e-3", "--meta_batch_size=1", "--lstm_layers=1")
+  assert (c.lr, c.meta_batch_size, c.options.lstm_layers) == (1e-3, 1, 1)
+  images = _config("--dataset=omniglot", "--method=plain_lstm")
+  assert (images.lr, images.meta_batch_size) == (1e-3, 1)
+  assert (images.options.lstm_layers, images.options.support_passes) == (1, 2)
+
+
 def test_explicit_flags_override_the_dataset_defaults():
   c = _config("--dataset=sine", "--shots=5", "--nosecond_order",
               "--preprocess", "--lr_schedule=constant", "--episodes=10")
