@@ -47,6 +47,10 @@ from metalstm_tf.methods.registry import (MethodSpec, option, register,
 # 1-shot validation (2,000 episodes, 32 filters, seed 0) gamma 0.1 / 1 / 10
 # / 100 reached 38.6 / 93.5 / 94.9 / 94.8 %.
 IMAGE_STEP = 10.0
+# Sine: gamma meta-learned from 0.1. Matched 5-shot validation probes
+# (20,000 tasks, seed 0): best MSE 1.071 learned, 1.178 fixed at 0.1, 1.434
+# for the authors' code's setting (pooled normalisation, learned gamma from
+# 0.025, 9 passes).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +64,9 @@ class OPLSTMOptions:
                           "Omniglot 5-way 1-shot validation among 0.1, 1, 10 "
                           "and 100; 0.1 for sine).")
   op_learn_step: bool = option(False, "op_lstm: meta-learn gamma, started at "
-                               "--op_step (as the authors' code does).")
+                               "--op_step, as the authors' code does "
+                               "(default: on for sine, chosen on 5-shot "
+                               "validation; off for images).")
   op_normalize: str = option("example", "op_lstm: what is normalised to norm "
                              "1: each example's outer product (example: "
                              "the paper's Eq. 14) or their mean (pooled: the "
@@ -233,5 +239,6 @@ SPEC = register(MethodSpec(
             "normalised outer products, mean-pooled over the support set "
             "(Huisman et al. 2023)",
     option_defaults=lambda dataset, shots: (
-        {} if dataset == "sine" else {"op_step": IMAGE_STEP}),
+        {"op_learn_step": True} if dataset == "sine" else
+        {"op_step": IMAGE_STEP}),
     config_defaults=lambda dataset, shots: {"filters": 64}))
