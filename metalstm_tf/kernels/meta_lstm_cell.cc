@@ -37,7 +37,7 @@
 #include <limits>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -74,7 +74,16 @@ constexpr int kChunk = kLanes * kVecs;     // coordinates per chunk (64/128)
 constexpr int kChunksPerBlock = 1024 / kChunk;  // 1,024 coordinates per block
 static_assert(kVecs == 8, "RowDot below is written for 8 vectors");
 
-inline Vec Splat(float v) { return Vec{} + v; }
+// All lanes v: one broadcast (`Vec{} + v` compiles to an add before it).
+inline Vec Splat(float v) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<Vec>(_mm512_set1_ps(v));
+#elif defined(__AVX2__)
+  return reinterpret_cast<Vec>(_mm256_set1_ps(v));
+#else
+  return Vec{} + v;
+#endif
+}
 
 // exp of a vector (Cephes' expf polynomial, |relative error| < 2e-7 on the
 // clamped range); NaN in gives NaN out.
@@ -100,42 +109,69 @@ inline Vec Exp(Vec x) {
   return y * scale;
 }
 
-// 1 / d for d >= 1. With AVX-512: the 14-bit reciprocal estimate refined by
-// one Newton step (relative error below 1e-7), a few times cheaper than the
-// division, which dominated the activations' time.
+// 1 / d for d >= 1: the hardware's reciprocal estimate (14 bits with
+// AVX-512, 12 with AVX2) refined by one Newton step (relative error below 1e-7
+// and 3e-7), a few times cheaper than the division, which dominated the
+// activations' time.
 inline Vec Reciprocal(Vec d) {
 #if defined(__AVX512F__)
   const Vec r =
       reinterpret_cast<Vec>(_mm512_rcp14_ps(reinterpret_cast<__m512>(d)));
-  return r * (Splat(2.f) - d * r);
+#elif defined(__AVX2__)
+  const Vec r =
+      reinterpret_cast<Vec>(_mm256_rcp_ps(reinterpret_cast<__m256>(d)));
 #else
   return Splat(1.f) / d;
 #endif
+#if defined(__AVX512F__) || defined(__AVX2__)
+  return r * (Splat(2.f) - d * r);
+#endif
 }
 
+#if defined(__AVX512F__) || defined(__AVX2__)
+// t rounded to the nearest integer (ties to even), as a float.
+inline Vec RoundToInt(Vec t) {
 #if defined(__AVX512F__)
+  return reinterpret_cast<Vec>(_mm512_roundscale_ps(
+      reinterpret_cast<__m512>(t), _MM_FROUND_TO_NEAREST_INT |
+                                       _MM_FROUND_NO_EXC));
+#else
+  return reinterpret_cast<Vec>(_mm256_round_ps(
+      reinterpret_cast<__m256>(t), _MM_FROUND_TO_NEAREST_INT |
+                                       _MM_FROUND_NO_EXC));
+#endif
+}
+
+// p 2^n for an integral n in [-126, 126] (NaN in p or n gives NaN).
+inline Vec TimesPow2(Vec p, Vec n) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<Vec>(
+      _mm512_scalef_ps(reinterpret_cast<__m512>(p), reinterpret_cast<__m512>(n)));
+#else
+  const VecI bits = (__builtin_convertvector(n, VecI) + 127) << 23;
+  Vec scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+#endif
+}
+
 // sigmoid(x) = 1 / (1 + 2^t), t = -x log2(e) clamped to [-126, 126]: 2^t as
 // p(t - n) 2^n, n = round(t), with a degree-5 fit p of 2^f on [-1/2, 1/2]
-// (float relative error below 3e-7) and AVX-512's scalef for the 2^n: about
-// half the instructions of Exp above. NaN in gives NaN out (the clamps
-// return their second operand when it is NaN).
+// (float relative error below 3e-7): about half the instructions of the
+// generic Exp above. NaN in gives NaN out (the clamps keep a NaN t).
 inline Vec Sigmoid(Vec x) {
-  __m512 t = _mm512_mul_ps(reinterpret_cast<__m512>(x),
-                           _mm512_set1_ps(-1.44269504088896341f));
-  t = _mm512_max_ps(_mm512_set1_ps(-126.f), t);
-  t = _mm512_min_ps(_mm512_set1_ps(126.f), t);
-  const __m512 n =
-      _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const Vec f = reinterpret_cast<Vec>(_mm512_sub_ps(t, n));
+  Vec t = x * Splat(-1.44269504088896341f);
+  t = t < Splat(-126.f) ? Splat(-126.f) : t;
+  t = t > Splat(126.f) ? Splat(126.f) : t;
+  const Vec n = RoundToInt(t);
+  const Vec f = t - n;
   Vec p = Splat(1.3266970636e-3f);
   p = p * f + Splat(9.6754599362e-3f);
   p = p * f + Splat(5.5507425219e-2f);
   p = p * f + Splat(2.4022121727e-1f);
   p = p * f + Splat(6.9314694405e-1f);
   p = p * f + Splat(1.0000001192f);
-  const Vec e = reinterpret_cast<Vec>(
-      _mm512_scalef_ps(reinterpret_cast<__m512>(p), n));
-  return Reciprocal(Splat(1.f) + e);
+  return Reciprocal(Splat(1.f) + TimesPow2(p, n));
 }
 #else
 inline Vec Sigmoid(Vec x) { return Reciprocal(Splat(1.f) + Exp(-x)); }
@@ -152,8 +188,12 @@ struct Tile {
     if (count < 0) count = rows - row0;
     for (int r = 0; r < count; ++r) {
       float* dst = reinterpret_cast<float*>(row(row0 + r));
-      if (n == kChunk) {  // a constant size: inlined as vector moves
-        std::memcpy(dst, src + r * stride + p0, sizeof(float) * kChunk);
+      if (n == kChunk) {  // vector by vector: inlined as vector moves (one
+                          // memcpy of the row compiles to a library call)
+        const float* s = src + r * stride + p0;
+        for (int j = 0; j < kVecs; ++j) {
+          std::memcpy(dst + j * kLanes, s + j * kLanes, sizeof(Vec));
+        }
       } else {
         std::memcpy(dst, src + r * stride + p0, n * sizeof(float));
         std::memset(dst + n, 0, (kChunk - n) * sizeof(float));
@@ -166,7 +206,10 @@ struct Tile {
     for (int r = 0; r < count; ++r) {
       const float* src = reinterpret_cast<const float*>(row(row0 + r));
       if (n == kChunk) {
-        std::memcpy(dst + r * stride + p0, src, sizeof(float) * kChunk);
+        float* d = dst + r * stride + p0;
+        for (int j = 0; j < kVecs; ++j) {
+          std::memcpy(d + j * kLanes, src + j * kLanes, sizeof(Vec));
+        }
       } else {
         std::memcpy(dst + r * stride + p0, src, n * sizeof(float));
       }
@@ -229,35 +272,52 @@ std::vector<float> StackWeights(const Tensor& wx, const Tensor& wh) {
   return w;
 }
 
+// Vectors of a chunk row that Gates below keeps in registers at a time, for
+// each of its two gates: all 8 with AVX-512's 32 registers; 4 with AVX2's
+// 16 (2 x 8 accumulators spilled three of them on every multiply-add).
+#if defined(__AVX512F__)
+constexpr int kGateVecs = kVecs;
+#else
+constexpr int kGateVecs = kVecs / 2;
+#endif
+
+// z[j] <- tanh(a[j]) or sigmoid(a[j]) for kGateVecs vectors.
+inline void Activate(const Vec* a, bool tanh, Vec* z) {
+  if (tanh) {
+    for (int j = 0; j < kGateVecs; ++j) z[j] = Tanh(a[j]);
+  } else {
+    for (int j = 0; j < kGateVecs; ++j) z[j] = Sigmoid(a[j]);
+  }
+}
+
 // z <- activations i, f, g, o of the gate pre-activations W^T [x; h] + b for
-// one chunk (`w` is [features, gates]), two gates at a time (2 x kVecs
-// accumulators: each loaded [x; h] vector serves two products). Not inlined:
-// GCC allocates the register blocks best in a function of their own
-// (measured).
+// one chunk (`w` is [features, gates]), two gates at a time (each loaded
+// [x; h] vector serves two products), kGateVecs vectors of the chunk row at a
+// time. Not inlined: GCC allocates the register blocks best in a function of
+// their own (measured).
 __attribute__((noinline)) void Gates(Tile& xh, const float* w, const float* b,
                                      int F, int H, Tile* z) {
   const int G = 4 * H;  // even
   for (int g = 0; g < G; g += 2) {
-    Vec a0[kVecs], a1[kVecs];
-    for (int j = 0; j < kVecs; ++j) {
-      a0[j] = Splat(b[g]);
-      a1[j] = Splat(b[g + 1]);
-    }
-    for (int k = 0; k < F; ++k) {
-      const Vec u0 = Splat(w[k * G + g]), u1 = Splat(w[k * G + g + 1]);
-      const Vec* xr = xh.row(k);
-      for (int j = 0; j < kVecs; ++j) {
-        a0[j] += u0 * xr[j];
-        a1[j] += u1 * xr[j];
-      }
-    }
     // With an odd H, a pair can straddle the tanh (g) block's edge.
-    Vec *z0 = z->row(g), *z1 = z->row(g + 1);
     const bool tanh0 = g >= 2 * H && g < 3 * H;
     const bool tanh1 = g + 1 >= 2 * H && g + 1 < 3 * H;
-    for (int j = 0; j < kVecs; ++j) {
-      z0[j] = tanh0 ? Tanh(a0[j]) : Sigmoid(a0[j]);
-      z1[j] = tanh1 ? Tanh(a1[j]) : Sigmoid(a1[j]);
+    for (int j0 = 0; j0 < kVecs; j0 += kGateVecs) {
+      Vec a0[kGateVecs], a1[kGateVecs];
+      for (int j = 0; j < kGateVecs; ++j) {
+        a0[j] = Splat(b[g]);
+        a1[j] = Splat(b[g + 1]);
+      }
+      for (int k = 0; k < F; ++k) {
+        const Vec u0 = Splat(w[k * G + g]), u1 = Splat(w[k * G + g + 1]);
+        const Vec* xr = xh.row(k) + j0;
+        for (int j = 0; j < kGateVecs; ++j) {
+          a0[j] += u0 * xr[j];
+          a1[j] += u1 * xr[j];
+        }
+      }
+      Activate(a0, tanh0, z->row(g) + j0);
+      Activate(a1, tanh1, z->row(g + 1) + j0);
     }
   }
 }
