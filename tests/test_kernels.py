@@ -87,6 +87,18 @@ def test_saturated_gates_match_and_nan_propagates(module):
   assert np.all(np.isfinite(np.delete(h, 17, axis=1)))
 
 
+def test_saturated_forget_gate_is_exactly_one(module):
+  """sigmoid(40) is 1.0 in float32, as TensorFlow gives it: the kernel's
+  saturated forget gate must be exactly 1 (the meta-learner's SGD limit
+  relies on it), not its reciprocal's nearest neighbour."""
+  args = _step_args(np.random.default_rng(4), 300, 2, 8)
+  args[10] = tf.zeros_like(args[10])
+  args[11] = tf.constant([40.0, -2.0])
+  _, _, theta, f, i = module.meta_lstm_step(*args)
+  np.testing.assert_array_equal(f.numpy(), 1.0)
+  np.testing.assert_allclose(i.numpy(), 1 / (1 + np.exp(2.0)), rtol=1e-6)
+
+
 @pytest.mark.parametrize("n", [1, 15, 16, 33, 5000])
 def test_log_and_sign_op_and_its_gradient_match_tensorflow_ops(module, n):
   """The one-op preprocessing: the values of preprocess.log_and_sign(x, 10,
@@ -131,7 +143,7 @@ def test_8_lane_build_matches_tensorflow_ops(tmp_path):
                          "match_tensorflow_ops or saturated"], env=env,
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  assert "10 passed" in proc.stdout
+  assert "11 passed" in proc.stdout
   assert len(list((tmp_path / "kernels").glob("*.so"))) == 1
 
 

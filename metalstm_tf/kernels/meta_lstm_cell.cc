@@ -109,22 +109,18 @@ inline Vec Exp(Vec x) {
   return y * scale;
 }
 
-// 1 / d for d >= 1: the hardware's reciprocal estimate (14 bits with
-// AVX-512, 12 with AVX2) refined by one Newton step (relative error below 1e-7
-// and 3e-7), a few times cheaper than the division, which dominated the
-// activations' time.
+// 1 / d for d >= 1. With AVX-512: the 14-bit reciprocal estimate refined by
+// one Newton step (relative error below 1e-7), a few times
+// cheaper than the division, which dominated the activations' time. With
+// AVX2 the division: its 12-bit estimate and a Newton step give 1 - 2^-24
+// at d = 1, so a saturated gate would no longer be exactly 1.
 inline Vec Reciprocal(Vec d) {
 #if defined(__AVX512F__)
   const Vec r =
       reinterpret_cast<Vec>(_mm512_rcp14_ps(reinterpret_cast<__m512>(d)));
-#elif defined(__AVX2__)
-  const Vec r =
-      reinterpret_cast<Vec>(_mm256_rcp_ps(reinterpret_cast<__m256>(d)));
+  return r * (Splat(2.f) - d * r);
 #else
   return Splat(1.f) / d;
-#endif
-#if defined(__AVX512F__) || defined(__AVX2__)
-  return r * (Splat(2.f) - d * r);
 #endif
 }
 
