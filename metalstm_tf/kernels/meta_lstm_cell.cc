@@ -110,10 +110,10 @@ inline Vec Exp(Vec x) {
 }
 
 // 1 / d for d >= 1. With AVX-512: the 14-bit reciprocal estimate refined by
-// one Newton step (relative error below 1e-7), a few times
-// cheaper than the division, which dominated the activations' time. With
-// AVX2 the division: its 12-bit estimate and a Newton step give 1 - 2^-24
-// at d = 1, so a saturated gate would no longer be exactly 1.
+// one Newton step (relative error below 1e-7), a few times cheaper than the
+// division, which dominated the activations' time. Elsewhere the division:
+// AVX2's 12-bit estimate and a Newton step give 1 - 2^-24 at d = 1, so a
+// saturated gate would no longer be exactly 1.
 inline Vec Reciprocal(Vec d) {
 #if defined(__AVX512F__)
   const Vec r =
@@ -174,6 +174,15 @@ inline Vec Sigmoid(Vec x) { return Reciprocal(Splat(1.f) + Exp(-x)); }
 #endif
 inline Vec Tanh(Vec x) { return Splat(2.f) * Sigmoid(x + x) - Splat(1.f); }
 
+// Copies one full chunk row (kChunk floats) vector by vector, which compiles
+// to inlined vector moves; one memcpy of the whole row compiles to a library
+// call.
+inline void CopyChunkRow(float* dst, const float* src) {
+  for (int j = 0; j < kVecs; ++j) {
+    std::memcpy(dst + j * kLanes, src + j * kLanes, sizeof(Vec));
+  }
+}
+
 // A [rows, kChunk] tile of coordinates [p0, p0 + n) of a [rows, P] matrix.
 struct Tile {
   explicit Tile(int rows)
@@ -184,12 +193,8 @@ struct Tile {
     if (count < 0) count = rows - row0;
     for (int r = 0; r < count; ++r) {
       float* dst = reinterpret_cast<float*>(row(row0 + r));
-      if (n == kChunk) {  // vector by vector: inlined as vector moves (one
-                          // memcpy of the row compiles to a library call)
-        const float* s = src + r * stride + p0;
-        for (int j = 0; j < kVecs; ++j) {
-          std::memcpy(dst + j * kLanes, s + j * kLanes, sizeof(Vec));
-        }
+      if (n == kChunk) {
+        CopyChunkRow(dst, src + r * stride + p0);
       } else {
         std::memcpy(dst, src + r * stride + p0, n * sizeof(float));
         std::memset(dst + n, 0, (kChunk - n) * sizeof(float));
@@ -202,10 +207,7 @@ struct Tile {
     for (int r = 0; r < count; ++r) {
       const float* src = reinterpret_cast<const float*>(row(row0 + r));
       if (n == kChunk) {
-        float* d = dst + r * stride + p0;
-        for (int j = 0; j < kVecs; ++j) {
-          std::memcpy(d + j * kLanes, src + j * kLanes, sizeof(Vec));
-        }
+        CopyChunkRow(dst + r * stride + p0, src);
       } else {
         std::memcpy(dst + r * stride + p0, src, n * sizeof(float));
       }
