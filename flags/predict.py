@@ -25,8 +25,11 @@ absl_flags.DEFINE_bool("transductive", False, "--mode=predict: predict the "
                        "their own statistics (the papers' protocol; a "
                        "query's class then depends on the other queries). "
                        "Default: each query on its own.")
-absl_flags.DEFINE_enum("eval_split", "val", ["val", "test"], "--mode="
-                       "evaluate: the split whose fixed episodes (those of "
-                       "the model's training seed) are evaluated; "
-                       "--val_episodes / --test_episodes episodes, --shots "
-                       "support images per class (default: as trained).")
+absl_flags.DEFINE_enum("eval_split", "val", ["val", "test", "train"],
+                       "--mode=evaluate: the split whose fixed episodes "
+                       "(those of the model's training seed) are evaluated, "
+                       "never augmented; 'train' reads the classes the model "
+                       "was trained on, to compare with 'val' (over- or "
+                       "under-fitting). --test_episodes episodes for test, "
+                       "else --val_episodes; --shots support images per "
+                       "class (default: as trained).")

@@ -137,7 +137,7 @@ def evaluate_saved_model() -> int:
     if FLAGS["shots"].present:
       config = dataclasses.replace(config, shot=FLAGS.shots)
     split = FLAGS.eval_split
-    flag = f"{split}_episodes"
+    flag = "test_episodes" if split == "test" else "val_episodes"
     count = FLAGS[flag].value or getattr(config, flag)
     task = tasks.image_task(
         data_prep.load_splits(config.dataset, FLAGS.data_dir,

@@ -15,14 +15,18 @@ from metalstm_tf.config import TrainConfig
 from metalstm_tf.learners import Conv4Learner, Learner
 
 # Offsets of the evaluation streams' seeds from the run seed: validation and
-# test episodes are fixed sets, independent of training.
+# test episodes are fixed sets, independent of training; so is the fixed
+# set of training-class episodes an evaluation may read ('train': how well
+# a model fits the classes it was trained on).
 VAL_SEED_OFFSET = 1_000_003
 TEST_SEED_OFFSET = 2_000_003
+TRAIN_EVAL_SEED_OFFSET = 3_000_003
 
 
 def eval_seed(seed: int, split: str) -> int:
-  """Seed of the fixed validation ('val') or test episode stream."""
-  return seed + (VAL_SEED_OFFSET if split == "val" else TEST_SEED_OFFSET)
+  """Seed of the fixed evaluation episodes of 'val', 'test' or 'train'."""
+  return seed + {"val": VAL_SEED_OFFSET, "train": TRAIN_EVAL_SEED_OFFSET
+                 }.get(split, TEST_SEED_OFFSET)
 
 
 @dataclasses.dataclass
@@ -33,7 +37,9 @@ class Task:
     learner: the learner network.
     train_dataset: `start -> Dataset` of meta-batches `[B, ...]` starting at
       training episode `start` (endless).
-    eval_dataset: `(split, num_episodes) -> Dataset` of single episodes.
+    eval_dataset: `(split, num_episodes) -> Dataset` of single fixed
+      episodes, never augmented ('val', 'test', or 'train' for the
+      training classes).
     metric: 'accuracy' (reported in percent, higher is better) or 'mse'.
     test_figure: optional `trainer -> PNG bytes` drawn after the test.
   """

@@ -106,6 +106,29 @@ def test_augmentation_only_for_training_episodes():
   assert np.abs(scaled - np.round(scaled)).max() > 1e-2
 
 
+def test_training_class_evaluation_is_fixed_unaugmented_and_its_own():
+  """eval_dataset('train', n): the same episodes every time, the training
+  split's pixels exactly (no augmentation even when training augments),
+  and episodes other than the validation stream's."""
+  splits = {s: _split(seed=i) for i, s in enumerate(("train", "val", "test"))}
+  cfg = TrainConfig(dataset="mini_imagenet", augment=True, shot=1, queries=3)
+  task = tasks.image_task(splits, cfg)
+  first, again = (_numpy(task.eval_dataset("train", 2)) for _ in range(2))
+  train_images = {im.tobytes() for im in
+                  splits["train"].images.reshape(-1, 32, 32, 3)}
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a.support_images, b.support_images)
+    np.testing.assert_array_equal(a.query_images, b.query_images)
+    for image in np.concatenate([a.support_images, a.query_images]):
+      pixels = np.round(image * 255).astype(np.uint8)
+      assert pixels.tobytes() in train_images
+  # The same split read as 'val' would draw other classes and images.
+  as_val = tasks.image_task({"train": splits["train"], "val": splits["train"],
+                             "test": splits["test"]}, cfg)
+  other = _numpy(as_val.eval_dataset("val", 1))[0]
+  assert not np.array_equal(other.support_images, first[0].support_images)
+
+
 def test_memory_mapped_images_are_read_without_mapping_them(tmp_path):
   """A cache's memory-mapped array is read image by image with pread (its
   pages do not become resident memory of the process): the same episodes

@@ -132,3 +132,33 @@ def test_pretrained_model_classifies_a_users_omniglot_files(
   assert set(predicted) == set(truth)
   correct = sum(predicted[f] == truth[f] for f in truth)
   assert correct >= 12, (correct, predicted)  # of 15; chance is 3
+
+
+@pytest.mark.real_data
+def test_evaluate_mode_reads_the_training_classes(real_data_dir,
+                                                  shared_cache_dir):
+  """`--mode=evaluate --eval_split=train` measures the model on the fixed,
+  unaugmented training-class episodes: the RESULT lines equal the
+  SavedModel's accuracy on `eval_dataset('train', n)` computed here."""
+  import tensorflow as tf
+  from metalstm.results import parse_result_line
+  from metalstm_tf import saved_model_eval
+  model = REPO / "pretrained" / "omniglot_5w1s"
+  run = subprocess.run(
+      [sys.executable, "main.py", "--mode=evaluate", f"--saved_model={model}",
+       "--eval_split=train", "--val_episodes=4",
+       f"--data_dir={real_data_dir}", f"--cache_dir={shared_cache_dir}"],
+      capture_output=True, text=True, cwd=REPO, timeout=900)
+  assert run.returncode == 0, run.stderr[-2000:]
+  lines = {f["queries"]: f for f in map(parse_result_line, [
+      l for l in run.stdout.splitlines() if l.startswith("RESULT ")])}
+  assert set(lines) == {"per_query", "transductive"}
+  config = TrainConfig.from_dict(read_metadata(model)["config"])
+  task = tasks.image_task(load_splits(config.dataset, real_data_dir,
+                                      shared_cache_dir), config)
+  loaded = tf.saved_model.load(str(model))
+  for queries, fields in lines.items():
+    assert (fields["split"], fields["episodes"]) == ("train", "4")
+    expected = saved_model_eval.evaluate(
+        loaded, task.eval_dataset("train", 4), queries)
+    assert float(fields["mean"]) == pytest.approx(expected["mean"], abs=0.01)
