@@ -114,8 +114,8 @@ def test_training_class_evaluation_is_fixed_unaugmented_and_its_own():
   cfg = TrainConfig(dataset="mini_imagenet", augment=True, shot=1, queries=3)
   task = tasks.image_task(splits, cfg)
   first, again = (_numpy(task.eval_dataset("train", 2)) for _ in range(2))
-  train_images = {im.tobytes() for im in
-                  splits["train"].images.reshape(-1, 32, 32, 3)}
+  images = splits["train"].images
+  train_images = {im.tobytes() for im in images.reshape(-1, *images.shape[2:])}
   for a, b in zip(first, again):
     np.testing.assert_array_equal(a.support_images, b.support_images)
     np.testing.assert_array_equal(a.query_images, b.query_images)

@@ -13,9 +13,11 @@ import zipfile
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from data_prep import load_splits
-from metalstm_tf import tasks
+from metalstm.results import parse_result_line
+from metalstm_tf import saved_model_eval, tasks
 from metalstm_tf.config import TrainConfig
 from metalstm_tf.export import read_metadata
 
@@ -47,15 +49,19 @@ def test_there_are_pretrained_models_with_cards():
     assert metadata["task"] == "classification" and metadata["ways"] >= 2
 
 
+def _real_task(model, data_dir, cache_dir):
+  """(training configuration, task on the real data) of a SavedModel."""
+  config = TrainConfig.from_dict(read_metadata(model)["config"])
+  return config, tasks.image_task(
+      load_splits(config.dataset, data_dir, cache_dir), config)
+
+
 @pytest.mark.real_data
 @pytest.mark.parametrize("model", MODELS, ids=[m.name for m in MODELS])
 def test_pretrained_model_reproduces_its_card(tmp_path, model,
                                               real_data_dir,
                                               shared_cache_dir):
-  metadata = read_metadata(model)
-  config = TrainConfig.from_dict(metadata["config"])
-  task = tasks.image_task(load_splits(config.dataset, real_data_dir,
-                                      shared_cache_dir), config)
+  config, task = _real_task(model, real_data_dir, shared_cache_dir)
   episodes = list(task.eval_dataset("val", config.val_episodes))
   np.savez(tmp_path / "val.npz", **{
       f"{f}{i}": (np.round(getattr(e, f).numpy() * 255).astype(np.uint8)
@@ -140,9 +146,6 @@ def test_evaluate_mode_reads_the_training_classes(real_data_dir,
   """`--mode=evaluate --eval_split=train` measures the model on the fixed,
   unaugmented training-class episodes: the RESULT lines equal the
   SavedModel's accuracy on `eval_dataset('train', n)` computed here."""
-  import tensorflow as tf
-  from metalstm.results import parse_result_line
-  from metalstm_tf import saved_model_eval
   model = REPO / "pretrained" / "omniglot_5w1s"
   run = subprocess.run(
       [sys.executable, "main.py", "--mode=evaluate", f"--saved_model={model}",
@@ -153,9 +156,7 @@ def test_evaluate_mode_reads_the_training_classes(real_data_dir,
   lines = {f["queries"]: f for f in map(parse_result_line, [
       l for l in run.stdout.splitlines() if l.startswith("RESULT ")])}
   assert set(lines) == {"per_query", "transductive"}
-  config = TrainConfig.from_dict(read_metadata(model)["config"])
-  task = tasks.image_task(load_splits(config.dataset, real_data_dir,
-                                      shared_cache_dir), config)
+  _, task = _real_task(model, real_data_dir, shared_cache_dir)
   loaded = tf.saved_model.load(str(model))
   for queries, fields in lines.items():
     assert (fields["split"], fields["episodes"]) == ("train", "4")
