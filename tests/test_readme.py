@@ -34,8 +34,12 @@ def _commands():
 
 
 def _script_flags(path) -> set[str]:
-  """Flags a script (a benchmark, `python -m data_prep`) defines."""
-  return set(re.findall(r'DEFINE_\w+\(\s*"(\w+)"', path.read_text()))
+  """Flags a script (a benchmark, `python -m data_prep`) defines, with the
+  `no` form of its boolean ones."""
+  text = path.read_text()
+  names = set(re.findall(r'DEFINE_\w+\(\s*"(\w+)"', text))
+  return names | {"no" + name for name in
+                  re.findall(r'DEFINE_bool\(\s*"(\w+)"', text)}
 
 
 def _project_flags() -> set[str]:
