@@ -81,8 +81,8 @@ def main(argv):
       config, FLAGS.data_dir, FLAGS.cache_dir, FLAGS.steps)
   for b in batches[:3]:  # Trace and warm up.
     trainer.train_step(b)
-  logdir = pathlib.Path(tempfile.mkdtemp(prefix="metalstm_trace_"))
   if FLAGS.profile:
+    logdir = pathlib.Path(tempfile.mkdtemp(prefix="metalstm_trace_"))
     tf.profiler.experimental.start(str(logdir))
   start = time.perf_counter()
   for b in batches:
