@@ -15,6 +15,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import metalstm_tf  # noqa: E402,F401  (before TensorFlow: its CPU-kernel setting)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+  """With `-n N` (pytest-xdist), a worker that has run out of tests takes
+  half of another's queue ("worksteal") instead of the default's fixed
+  chunks, so the slow tests, collected first, never leave one worker
+  finishing alone."""
+  if getattr(config.option, "dist", None) == "load":
+    config.option.dist = "worksteal"
+
+
+def pytest_collection_modifyitems(config, items):
+  """The tests marked slow run first (in their collected order): with
+  `-n 2` the workers then finish on short tests, together, instead of one
+  waiting for the other's minutes-long test at the end."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 REAL_DATA = pathlib.Path(os.environ.get(
     "METALSTM_TEST_DATA", REPO.parent / "shared" / "datasets"))
 

@@ -126,6 +126,7 @@ def test_missing_and_broken_archives(tmp_path):
   shutil.rmtree(tmp_path / "c")
 
 
+@pytest.mark.slow
 def test_a_run_trains_validates_and_tests_on_cub(tmp_path):
   write_cub(tmp_path / "data", classes=40)  # 20 / 10 / 10 classes
   out = subprocess.run(

@@ -115,6 +115,7 @@ def _fill_the_disk_at(limit: int):
   return apply
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_during_a_checkpoint_gives_a_message(tmp_path):
   run = tmp_path / "run"
   command = short_sine_command(run, episodes=20, fused_kernel=False)

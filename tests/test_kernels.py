@@ -130,6 +130,7 @@ def test_log_and_sign_op_and_its_gradient_match_tensorflow_ops(module, n):
                              rtol=3e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
                     reason="x86 vector widths")
 def test_8_lane_build_matches_tensorflow_ops(tmp_path):

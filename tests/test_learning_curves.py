@@ -4,10 +4,13 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 from helpers import short_sine_command
 
 
+@pytest.mark.slow
 def test_learning_curves_of_a_short_run(tmp_path):
   run = tmp_path / "run"
   train = subprocess.run(

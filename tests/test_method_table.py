@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
@@ -19,6 +21,7 @@ def table(root, *extra):
   return out.stdout
 
 
+@pytest.mark.slow
 def test_table_of_a_finished_and_a_refused_method(tmp_path):
   root = tmp_path / "table"
   stdout = table(root)

@@ -121,12 +121,13 @@ def test_fits_one_synthetic_episode(tmp_path, case, deterministic_ops):
 
 def test_seeded_runs_repeat_and_resume_exactly(tmp_path, case,
                                                deterministic_ops):
+  """A seeded run interrupted after 5 episodes and resumed by a new trainer
+  ends with the meta-parameters of the same run made straight through, bit
+  for bit: the seed alone fixes the run, and the checkpoint holds all of
+  its state (weights, optimizer slots, episode counter, sampler position,
+  best validation)."""
   _, method_a, straight = build(_config(tmp_path / "a", case))
   straight.fit()
-  _, method_b, again = build(_config(tmp_path / "b", case))
-  again.fit()
-  for a, b in zip(_weights(method_a), _weights(method_b)):
-    np.testing.assert_array_equal(a, b)
 
   def interrupt(episode, total, stats):
     if episode == 5:
@@ -139,18 +140,22 @@ def test_seeded_runs_repeat_and_resume_exactly(tmp_path, case,
   resumed.fit()
   assert int(resumed.episode.numpy()) == 8
   assert int(resumed.optimizer.iterations.numpy()) == 8
-  for a, b in zip(_weights(method_a), _weights(method_c)):
-    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
-  assert float(resumed.best_metric.numpy()) == pytest.approx(
-      float(straight.best_metric.numpy()))
+  for a, c in zip(_weights(method_a), _weights(method_c)):
+    np.testing.assert_array_equal(a, c)
+  assert float(resumed.best_metric.numpy()) == float(
+      straight.best_metric.numpy())
 
 
 def test_xla_and_graph_steps_agree(tmp_path, case):
   results = []
   for xla in (False, True):
     # 5 shots: batch norm over 15 images is better conditioned than over 3.
+    # Two inner steps carry the update rule's state from one step to the
+    # next, as any longer loop does (XLA compiles each step: a third would
+    # add compile time, not coverage).
     task, method, trainer = build(_config(tmp_path / str(xla), case, xla=xla,
-                                          shot=5, inner_batch_size=15))
+                                          shot=5, inner_batch_size=15,
+                                          inner_steps=2))
     batch = _batch(task)
     grads, stats = trainer._meta_gradients(batch)
     trainer.train_step(batch)
@@ -179,7 +184,7 @@ def test_saved_model_runs_without_the_project(tmp_path, case):
   a message; the metadata reads back."""
   config = _config(tmp_path, case)
   task, method, trainer = build(config)
-  trainer.fit()
+  assert method.trainable_variables
   for v in method.trainable_variables:  # far from any initial value
     v.assign(v + 0.05 * np.random.default_rng(0).normal(
         size=v.shape).astype(np.float32))

@@ -90,6 +90,7 @@ def _assert_same(a, b):
     np.testing.assert_allclose(a[k], b[k], rtol=1e-3, atol=2e-5, err_msg=k)
 
 
+@pytest.mark.slow
 def test_two_workers_make_the_single_process_meta_updates(tmp_path):
   """2 workers x 1 episode == 1 process x 2 episodes per meta-update; only
   the chief writes the run directory; the same command resumes."""
@@ -114,6 +115,7 @@ def test_two_workers_make_the_single_process_meta_updates(tmp_path):
   _assert_same(other, chief)
 
 
+@pytest.mark.slow
 def test_the_command_line_trains_on_two_workers(tmp_path):
   """`python main.py` under TF_CONFIG: the chief trains, tests and exports;
   the other worker trains its share and exits."""

@@ -57,6 +57,7 @@ def _real_task(model, data_dir, cache_dir):
 
 
 @pytest.mark.real_data
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS, ids=[m.name for m in MODELS])
 def test_pretrained_model_reproduces_its_card(tmp_path, model,
                                               real_data_dir,

@@ -128,6 +128,7 @@ _INTERRUPT_COMMAND = [
     "--test_episodes=4", "--hidden_size=4", "--checkpoint_every=50"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, delay", [(signal.SIGINT, 0.0),
                                         (signal.SIGTERM, 1.3)])
 def test_interrupted_command_resumes_bit_for_bit(tmp_path, sig, delay,
