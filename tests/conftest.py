@@ -15,14 +15,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import metalstm_tf  # noqa: E402,F401  (before TensorFlow: its CPU-kernel setting)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+REAL_DATA = pathlib.Path(os.environ.get(
+    "METALSTM_TEST_DATA", REPO.parent / "shared" / "datasets"))
 
 
 def pytest_configure(config):
   """With `-n N` (pytest-xdist), a worker that has run out of tests takes
   half of another's queue ("worksteal") instead of the default's fixed
   chunks, so the slow tests, collected first, never leave one worker
-  finishing alone."""
-  if getattr(config.option, "dist", None) == "load":
+  finishing alone. An explicit --dist is left as given."""
+  explicit = any(a.startswith("--dist") for a in config.invocation_params.args)
+  if getattr(config.option, "dist", None) == "load" and not explicit:
     config.option.dist = "worksteal"
 
 
@@ -31,8 +34,6 @@ def pytest_collection_modifyitems(config, items):
   `-n 2` the workers then finish on short tests, together, instead of one
   waiting for the other's minutes-long test at the end."""
   items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-REAL_DATA = pathlib.Path(os.environ.get(
-    "METALSTM_TEST_DATA", REPO.parent / "shared" / "datasets"))
 
 
 @pytest.fixture

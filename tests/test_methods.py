@@ -123,9 +123,9 @@ def test_seeded_runs_repeat_and_resume_exactly(tmp_path, case,
                                                deterministic_ops):
   """A seeded run interrupted after 5 episodes and resumed by a new trainer
   ends with the meta-parameters of the same run made straight through, bit
-  for bit: the seed alone fixes the run, and the checkpoint holds all of
-  its state (weights, optimizer slots, episode counter, sampler position,
-  best validation)."""
+  for bit: the seed alone fixes the run (episodes are drawn from the seed
+  and the episode counter), and the checkpoint holds all of its state
+  (weights, optimizer slots, episode counter, best validation)."""
   _, method_a, straight = build(_config(tmp_path / "a", case))
   straight.fit()
 
