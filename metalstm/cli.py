@@ -304,6 +304,8 @@ def main(argv):
                    "best model with --mode=test --logdir=%s.", logdir)
       return 0
   try:
+    if mode != "train":  # The run's counters and best validation score,
+      trainer.restore_latest()  # for the export's metadata.
     trainer.restore_best()
   except FileNotFoundError as e:
     sys.stderr.write(f"error: {e}\n")
@@ -332,8 +334,9 @@ def main(argv):
           config, task.metric, "test", result,
           "transductive" if transductive else "per_query", test_cross))
   status = 0
+  if mode == "train" or cross is None:  # The run's own test of its best
+    atomic_write_text(result_file, "\n".join(lines) + "\n")  # model.
   if mode == "train":
-    atomic_write_text(result_file, "\n".join(lines) + "\n")
     try:
       export(config, task, method, trainer, lines)
     except ExportError as e:  # The test's figures stand; say so, then them.

@@ -1,5 +1,6 @@
 """Sine-wave regression: task sampler, MLP learner, a short meta-training."""
 
+import json
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import tensorflow as tf
 
 from conftest import REPO
 from helpers import short_sine_command, tiny_config
+from metalstm.results import parse_result_line
 from metalstm_tf import builder, sine
 from metalstm_tf.learners import MLPLearner
 from metalstm_tf.sampling import episode_rng
@@ -222,3 +224,21 @@ def test_nofinal_test_trains_without_reading_the_test_split(tmp_path):
   assert test.returncode == 0, test.stderr[-3000:]
   assert re.search(r"^RESULT dataset=sine .*split=test .*episodes=5 ",
                    test.stdout, re.M)
+  # Its export records that test, the episodes trained and the best
+  # validation score, as the export at the end of training does.
+  export = subprocess.run(
+      [sys.executable, "main.py", "--mode=export", f"--logdir={run}"],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert export.returncode == 0, export.stderr[-3000:]
+  metadata = json.loads((run / "saved_model" / "metadata.json").read_text())
+  result = parse_result_line(test.stdout.strip().splitlines()[-1])
+  assert metadata["test"] == {"transductive": {
+      "mean": float(result["mean"]), "ci95": float(result["ci95"]),
+      "episodes": 5}}
+  assert metadata["trained_episodes"] == 40
+  validation = {int(e): float(v) for e, v in re.findall(
+      r"Validation at episode (\d+): mse ([\d.]+)", out.stderr)}
+  best_episode = min(validation, key=validation.get)
+  assert metadata["validation"]["best_episode"] == best_episode
+  assert metadata["validation"]["best"] == pytest.approx(
+      validation[best_episode], abs=1e-4)
