@@ -26,6 +26,7 @@ classifies the images in Q after adapting to the class folders in S.
 import json
 import math
 import pathlib
+import shutil
 import signal
 import sys
 import time
@@ -33,18 +34,23 @@ import time
 from metalstm import console
 from metalstm.results import parse_result_line, result_line
 
-# TensorFlow's C++ start-up notices (oneDNN, CUDA probing) stay out of the
-# console unless --verbosity (or -v) is given: decided before TensorFlow
-# loads, which importing the flags does.
-with console.native_startup_notices(
-    shown=any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:])):
-  from metalstm import flags as metalstm_flags  # (defines the flags)
-  import tensorflow as _tf
-  _tf.config.list_physical_devices("GPU")  # (its CUDA probing notices)
-from absl import app  # noqa: E402
-from absl import logging  # noqa: E402
+from absl import app
+from absl import logging
+
+from metalstm import flags as metalstm_flags  # (defines the flags)
 
 FLAGS = metalstm_flags.FLAGS
+
+
+def _load_tensorflow() -> None:
+  """Imports TensorFlow once the command line has parsed (importing the
+  flags does not, so that a mistyped flag or --help answers at once).
+  TensorFlow's C++ start-up notices (oneDNN, CUDA probing) stay out of the
+  console unless --verbosity (or -v) is given."""
+  with console.native_startup_notices(
+      shown=any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:])):
+    import tensorflow as tf
+    tf.config.list_physical_devices("GPU")  # (its CUDA probing notices)
 
 
 def cross_domain_task(config, learner_shape):
@@ -209,6 +215,7 @@ class _StopRequest:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  _load_tensorflow()
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.INFO)
     console.quiet_other_libraries()
@@ -239,6 +246,7 @@ def main(argv):
                      "directory. Give a directory (it is created if "
                      "missing).\n")
     return 2
+  created = not record.parent.exists()
   try:
     global _RUN_LOCK  # held until the process exits
     if role.is_chief:  # (the other workers write nothing there)
@@ -246,18 +254,27 @@ def main(argv):
   except RunLocked as e:
     sys.stderr.write(f"error: {e}\n")
     return 1
+
+  def refuse(message: str, status: int) -> int:
+    """Says what is wrong; a run directory this process created and left
+    empty (but for its lock) does not stay behind."""
+    sys.stderr.write(f"error: {message}\n")
+    if created and _RUN_LOCK is not None:
+      _RUN_LOCK.release()
+      if {p.name for p in record.parent.iterdir()} <= {".lock"}:
+        shutil.rmtree(record.parent, ignore_errors=True)
+    return status
+
   try:
     stored = (TrainConfig.from_dict(json.loads(record.read_text()))
               if record.is_file() else None)
     if stored is None and mode != "train":
-      sys.stderr.write(f"error: No trained run in {record.parent}: "
-                       f"{record.name} is missing. Train first (--mode=train) "
-                       "or give the run's --logdir.\n")
-      return 1
+      return refuse(f"No trained run in {record.parent}: {record.name} is "
+                    "missing. Train first (--mode=train) or give the run's "
+                    "--logdir.", 1)
     config = metalstm_flags.config_from_flags(stored=stored)
   except ValueError as e:
-    sys.stderr.write(f"error: {e}\n")
-    return 2
+    return refuse(str(e), 2)
   keras.utils.set_random_seed(config.seed)
   try:
     from metalstm_tf.builder import build, make_strategy
@@ -269,8 +286,7 @@ def main(argv):
     cross_task, cross = (cross_domain_task(config, task.learner.example_shape)
                          if FLAGS.test_dataset else (None, None))
   except (data_prep.DatasetError, ValueError) as e:
-    sys.stderr.write(f"error: {e}\n")
-    return 1
+    return refuse(str(e), 1)
   logdir = trainer.logdir
   logdir.mkdir(parents=True, exist_ok=True)
   if mode == "train" and role.is_chief:  # Only training writes the record.

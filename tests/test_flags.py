@@ -98,3 +98,28 @@ def test_input_gate_scale_reaches_the_meta_learner(tmp_path):
   rule = method.rule
   assert rule.per_parameter_lr
   assert rule.log_alpha.shape == (rule.num_params,)
+
+
+def test_the_command_line_is_parsed_before_tensorflow_loads(tmp_path):
+  """The flags, the method registry and the command's module import without
+  TensorFlow (it loads once the flags have parsed), so a mistyped flag or
+  --help answers at once; a method's network imports it when built."""
+  import subprocess
+  import sys
+  from conftest import REPO
+  script = ("import sys; import metalstm.cli; "
+            "from metalstm_tf import methods; "
+            "assert all(methods.get(n).options() is not None "
+            "for n in methods.names()); "
+            "print(sorted(m for m in sys.modules "
+            "if m.startswith(('tensorflow', 'keras'))))")
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                       text=True, cwd=REPO, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip() == "[]"
+  bad = subprocess.run([sys.executable, "main.py", "--method=nope",
+                        f"--logdir={tmp_path / 'run'}"], capture_output=True,
+                       text=True, cwd=REPO, timeout=300)
+  assert bad.returncode == 1
+  assert "--method=nope: value should be one of <meta_lstm|" in bad.stderr
+  assert not (tmp_path / "run").exists()

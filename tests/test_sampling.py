@@ -80,3 +80,4 @@ def test_command_line_rejects_bad_sizes_before_loading_data(tmp_path, flag,
       capture_output=True, text=True, cwd=REPO)
   assert out.returncode == 2
   assert message in out.stderr
+  assert not (tmp_path / "run").exists()  # no empty run directory is left

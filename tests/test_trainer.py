@@ -138,6 +138,7 @@ def test_test_mode_without_a_trained_model_says_so(tmp_path, real_data_dir,
       capture_output=True, text=True, cwd=REPO, timeout=600)
   assert out.returncode == 1
   assert "No trained run" in out.stderr and "--mode=train" in out.stderr
+  assert not (tmp_path / "empty").exists()
 
 
 def test_non_finite_episode_does_not_poison_the_meta_learner(tmp_path):

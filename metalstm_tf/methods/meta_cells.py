@@ -3,17 +3,18 @@ cells of Furrer et al., Meta-Learner LSTM for Few Shot Learning, on the same
 layer-1 LSTM as the paper's cell (TensorFlow ops; the fused kernel covers
 the paper's cell only)."""
 
-from metalstm_tf.methods.gradient import GradientMethod
 from metalstm_tf.methods.meta_lstm import (CoordinateLSTMOptions,
                                           coordinate_lstm_defaults)
 from metalstm_tf.methods.registry import MethodSpec, register
-from metalstm_tf.update_rules.meta_complete_lstm import MetaCompleteLSTM
-from metalstm_tf.update_rules.meta_gru import MetaGRU
 
 
-def _builder(rule_class):
+def _builder(rule_name: str):
+  """The `build` of the update rule class `rule_name` of
+  `metalstm_tf.update_rules`."""
   def build(options: CoordinateLSTMOptions, learner, config):
-    rule = rule_class(learner.initial_theta(), hidden_size=options.hidden_size,
+    from metalstm_tf import update_rules
+    from metalstm_tf.methods.gradient import GradientMethod
+    rule = getattr(update_rules, rule_name)(learner.initial_theta(), hidden_size=options.hidden_size,
                       preprocess=options.preprocess, seed=config.seed)
     return GradientMethod(learner, rule, config.inner_steps,
                           config.inner_batch_size, options.second_order)
@@ -21,11 +22,11 @@ def _builder(rule_class):
 
 
 GRU = register(MethodSpec(
-    name="meta_gru", options=CoordinateLSTMOptions, build=_builder(MetaGRU),
+    name="meta_gru", options=CoordinateLSTMOptions, build=_builder("MetaGRU"),
     summary="GRU-like meta cell, one update gate (Furrer et al.)",
     option_defaults=coordinate_lstm_defaults))
 COMPLETE_LSTM = register(MethodSpec(
     name="meta_complete_lstm", options=CoordinateLSTMOptions,
-    build=_builder(MetaCompleteLSTM),
+    build=_builder("MetaCompleteLSTM"),
     summary="meta cell with an output gate (Furrer et al.'s Complete-LSTM)",
     option_defaults=coordinate_lstm_defaults))

@@ -6,9 +6,7 @@ Stateless Neural Meta-Learning using Second-Order Gradients."""
 
 import dataclasses
 
-from metalstm_tf.methods.gradient import GradientMethod
 from metalstm_tf.methods.registry import MethodSpec, option, register
-from metalstm_tf.update_rules.meta_lstm import MetaLSTM
 
 
 def coordinate_lstm_defaults(dataset: str, shots: int) -> dict:
@@ -59,6 +57,8 @@ class MetaLSTMOptions(CoordinateLSTMOptions):
 
 
 def build(options: MetaLSTMOptions, learner, config):
+  from metalstm_tf.methods.gradient import GradientMethod
+  from metalstm_tf.update_rules.meta_lstm import MetaLSTM
   rule = MetaLSTM(learner.initial_theta(), hidden_size=options.hidden_size,
                   preprocess=options.preprocess, seed=config.seed,
                   fused=config.fused_kernel,

@@ -4,9 +4,7 @@ learner parameter; one inner step, second order."""
 
 import dataclasses
 
-from metalstm_tf.methods.gradient import GradientMethod
 from metalstm_tf.methods.registry import MethodSpec, option, register
-from metalstm_tf.update_rules.meta_sgd import MetaSGD
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +24,8 @@ class MetaSGDOptions:
 
 
 def build(options: MetaSGDOptions, learner, config):
+  from metalstm_tf.methods.gradient import GradientMethod
+  from metalstm_tf.update_rules.meta_sgd import MetaSGD
   rule = MetaSGD(learner.initial_theta(),
                  alpha_range=(options.alpha_low, options.alpha_high),
                  seed=config.seed)

@@ -9,9 +9,7 @@
 
 import dataclasses
 
-from metalstm_tf.methods.gradient import GradientMethod
 from metalstm_tf.methods.registry import MethodSpec, option, register
-from metalstm_tf.update_rules.sgd import SGD
 
 
 def inner_lr_default(dataset: str, shots: int) -> dict:
@@ -49,6 +47,8 @@ class AdaptiveSGDOptions(MAMLOptions):
 
 def _maml_builder(second_order: bool):
   def build(options: MAMLOptions, learner, config):
+    from metalstm_tf.methods.gradient import GradientMethod
+    from metalstm_tf.update_rules.sgd import SGD
     rule = SGD(learner.initial_theta(), step_size=options.inner_lr)
     return GradientMethod(learner, rule, config.inner_steps,
                           config.inner_batch_size, second_order)
@@ -56,6 +56,8 @@ def _maml_builder(second_order: bool):
 
 
 def build_adaptive_sgd(options: AdaptiveSGDOptions, learner, config):
+  from metalstm_tf.methods.gradient import GradientMethod
+  from metalstm_tf.update_rules.sgd import SGD
   rule = SGD(learner.initial_theta(), step_size=options.inner_lr,
              learn_step_size=True)
   return GradientMethod(learner, rule, config.inner_steps,

@@ -5,9 +5,7 @@ steps."""
 
 import dataclasses
 
-from metalstm_tf.methods.gradient import GradientMethod
 from metalstm_tf.methods.registry import MethodSpec, option, register
-from metalstm_tf.update_rules.turtle import INPUTS, Turtle
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,8 +14,9 @@ class TurtleOptions:
                               "network.")
   turtle_units: int = option(20, "TURTLE: ReLU units per hidden layer.")
   turtle_inputs: tuple = option(("grad",), "TURTLE: the update network's "
-                                f"inputs, 'grad' first, from {list(INPUTS)} "
-                                "(raw gradient, raw loss, step index).")
+                                "inputs, 'grad' first, from ['grad', 'loss', "
+                                "'time'] (raw gradient, raw loss, step "
+                                "index).")
   second_order: bool = option(True, "Back-propagate through the learner's "
                               "gradients.")
 
@@ -26,6 +25,8 @@ class TurtleOptions:
 
 
 def build(options: TurtleOptions, learner, config):
+  from metalstm_tf.methods.gradient import GradientMethod
+  from metalstm_tf.update_rules.turtle import Turtle
   rule = Turtle(learner.initial_theta(), hidden_layers=options.turtle_layers,
                 hidden_units=options.turtle_units,
                 inputs=options.turtle_inputs, seed=config.seed)
