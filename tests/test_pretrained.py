@@ -98,13 +98,32 @@ def test_pretrained_model_reproduces_its_card(tmp_path, model,
     assert abs(got[queries] - stated) < 0.2, (queries, got, card)
 
 
-OMNIGLOT_MODELS = [m for m in MODELS
-                   if read_metadata(m)["dataset"] == "omniglot"]
+def _predict_folders(tmp_path, model, truth):
+  """(correct, file -> predicted class) of `main.py --mode=predict` with the
+  defaults on tmp_path/support and tmp_path/query, whose files' classes are
+  `truth`."""
+  run = subprocess.run(
+      [sys.executable, "main.py", "--mode=predict", f"--saved_model={model}",
+       f"--support_dir={tmp_path / 'support'}",
+       f"--query_dir={tmp_path / 'query'}",
+       f"--predictions={tmp_path / 'p.csv'}"],
+      capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert run.returncode == 0, run.stderr[-2000:]
+  predicted = {pathlib.Path(line.split("\t")[0]).name: line.split("\t")[1]
+               for line in run.stdout.strip().splitlines()}
+  assert set(predicted) == set(truth)
+  return sum(predicted[f] == truth[f] for f in truth), predicted
+
+
+def _each_model_of(dataset: str):
+  """Parametrises a test over the pretrained models of `dataset`."""
+  models = [m for m in MODELS if read_metadata(m)["dataset"] == dataset]
+  return pytest.mark.parametrize("model", models,
+                                 ids=[m.name for m in models])
 
 
 @pytest.mark.real_data
-@pytest.mark.parametrize("model", OMNIGLOT_MODELS,
-                         ids=[m.name for m in OMNIGLOT_MODELS])
+@_each_model_of("omniglot")
 def test_pretrained_model_classifies_a_users_omniglot_files(
     tmp_path, model, real_data_dir):
   """The path a user takes on a fresh install: the official files (105x105
@@ -127,17 +146,7 @@ def test_pretrained_model_classifies_a_users_omniglot_files(
         target.write_bytes(archive.read(name))
         if k >= shots:
           truth[target.name] = f"char{c}"
-  run = subprocess.run(
-      [sys.executable, "main.py", "--mode=predict", f"--saved_model={model}",
-       f"--support_dir={tmp_path / 'support'}",
-       f"--query_dir={tmp_path / 'query'}",
-       f"--predictions={tmp_path / 'p.csv'}"],
-      capture_output=True, text=True, cwd=REPO, timeout=600)
-  assert run.returncode == 0, run.stderr[-2000:]
-  predicted = {pathlib.Path(line.split("\t")[0]).name: line.split("\t")[1]
-               for line in run.stdout.strip().splitlines()}
-  assert set(predicted) == set(truth)
-  correct = sum(predicted[f] == truth[f] for f in truth)
+  correct, predicted = _predict_folders(tmp_path, model, truth)
   assert correct >= 12, (correct, predicted)  # of 15; chance is 3
 
 
@@ -164,3 +173,31 @@ def test_evaluate_mode_reads_the_training_classes(real_data_dir,
     expected = saved_model_eval.evaluate(
         loaded, task.eval_dataset("train", 4), queries)
     assert float(fields["mean"]) == pytest.approx(expected["mean"], abs=0.01)
+
+
+@pytest.mark.real_data
+@_each_model_of("mini_imagenet")
+def test_pretrained_model_classifies_a_users_mini_imagenet_files(
+    tmp_path, model, real_data_dir):
+  """A user's JPEGs of five test classes (the first files of each class in
+  the official test.csv, as they are in images.zip), classified by
+  `main.py --mode=predict` with the model's own conversion."""
+  shots = read_metadata(model)["shots"]
+  root = real_data_dir / "mini-imagenet"
+  by_class = {}
+  for line in (root / "test.csv").read_text().splitlines()[1:]:
+    filename, label = line.strip().split(",")
+    by_class.setdefault(label, []).append(filename)
+  truth = {}
+  with zipfile.ZipFile(root / "images.zip") as archive:
+    for label in sorted(by_class)[:5]:
+      for k, filename in enumerate(by_class[label][:shots + 10]):
+        target = (tmp_path / "support" / label / filename if k < shots else
+                  tmp_path / "query" / filename)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(archive.read(f"images/{filename}"))
+        if k >= shots:
+          truth[filename] = label
+  correct, predicted = _predict_folders(tmp_path, model, truth)
+  # Of 50: chance is 10, and 18 or more by chance has a probability of 0.6 %.
+  assert correct >= 18, (correct, predicted)
