@@ -14,7 +14,8 @@ def _builder(rule_name: str):
   def build(options: CoordinateLSTMOptions, learner, config):
     from metalstm_tf import update_rules
     from metalstm_tf.methods.gradient import GradientMethod
-    rule = getattr(update_rules, rule_name)(learner.initial_theta(), hidden_size=options.hidden_size,
+    rule_class = getattr(update_rules, rule_name)
+    rule = rule_class(learner.initial_theta(), hidden_size=options.hidden_size,
                       preprocess=options.preprocess, seed=config.seed)
     return GradientMethod(learner, rule, config.inner_steps,
                           config.inner_batch_size, options.second_order)
