@@ -2,9 +2,12 @@
 
 A method module defines a frozen options dataclass (each field's
 `metadata["help"]` documents the command-line flag of the same name) and a
-`build(options, learner, config) -> Method`, and registers both here. Adding
-a method touches nothing else: the flags, the trainer, the export and the
-conformance tests enumerate the registry.
+`build(options, learner, config) -> Method`, and registers both here. It
+imports TensorFlow, and its network, inside `build` only, so that the
+command line is parsed before TensorFlow loads (a test checks it). Adding a
+method is that module, its line in `methods/__init__.py` and its files in
+`BUILD`: the flags, the trainer, the export and the conformance tests
+enumerate the registry.
 """
 
 import dataclasses
