@@ -174,6 +174,25 @@ def test_inspect_command_reports_missing_data(tmp_path):
   assert out.returncode == 1 and "error: Missing" in out.stderr
 
 
+def test_training_without_the_data_says_which_files_and_leaves_no_run(
+    tmp_path):
+  """main.py on a data directory without mini-ImageNet: the message names
+  the missing file; the run directory it would have created is not left
+  behind (one that existed before is kept)."""
+  kept = tmp_path / "kept"
+  kept.mkdir()
+  for logdir in (tmp_path / "run", kept):
+    out = subprocess.run(
+        [sys.executable, "main.py", "--dataset=mini_imagenet", "--shots=5",
+         f"--data_dir={tmp_path / 'empty'}", f"--cache_dir={tmp_path / 'c'}",
+         f"--logdir={logdir}"], capture_output=True, text=True, cwd=REPO,
+        timeout=300)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "error: Missing" in out.stderr and "train.csv" in out.stderr
+  assert not (tmp_path / "run").exists()
+  assert kept.is_dir()
+
+
 @pytest.mark.real_data
 def test_real_omniglot_vinyals_split_counts(real_data_dir, shared_cache_dir):
   summary = _inspect_json("omniglot", real_data_dir, shared_cache_dir)
