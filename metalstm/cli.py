@@ -320,8 +320,8 @@ def main(argv):
                    "best model with --mode=test --logdir=%s.", logdir)
       return 0
   try:
-    if mode != "train":  # The run's counters and best validation score,
-      trainer.restore_latest()  # for the export's metadata.
+    if mode != "train":  # The run's counters and best validation score:
+      trainer.restore_latest()  # the export's metadata, the test's step.
     trainer.restore_best()
   except FileNotFoundError as e:
     sys.stderr.write(f"error: {e}\n")

@@ -4,7 +4,7 @@ The outer step: run the method on each episode (for gradient-fed methods:
 adapt the learner on the support set, recorded by an outer
 `tf.GradientTape`), take the query loss, average over the meta-batch, clip
 the meta-gradient by global norm and apply Adam. The trainer knows methods
-only through `methods.Method`. With a multi-step loss the
+only through `methods.base.Method`. With a multi-step loss the
 objective is, for the first episodes, a weighted mean of the query losses
 after every inner step (`multi_step_weights`).
 

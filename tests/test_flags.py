@@ -123,3 +123,14 @@ def test_the_command_line_is_parsed_before_tensorflow_loads(tmp_path):
   assert bad.returncode == 1
   assert "--method=nope: value should be one of <meta_lstm|" in bad.stderr
   assert not (tmp_path / "run").exists()
+
+
+def test_turtle_inputs_help_names_the_update_rules_inputs():
+  """--turtle_inputs' help lists its values without importing the update
+  rule (TensorFlow); they are the update rule's own."""
+  import dataclasses
+  from metalstm_tf.methods.turtle import TurtleOptions
+  from metalstm_tf.update_rules.turtle import INPUTS
+  field, = [f for f in dataclasses.fields(TurtleOptions)
+            if f.name == "turtle_inputs"]
+  assert str(list(INPUTS)) in field.metadata["help"]
