@@ -247,6 +247,53 @@ def test_fallback_to_tensorflow_ops_when_the_kernel_cannot_build(
   np.testing.assert_allclose(without, with_kernel, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
+def test_a_failed_compilation_is_tried_again_with_the_retry_flags(tmp_path):
+  """A compiler that fails on the plain command (as g++ 12 does on the
+  AVX512-FP16 Eigen code of a Sapphire Rapids CPU) gets the command again
+  with RETRY_FLAGS, and the library it then builds computes what
+  TensorFlow's ops compute."""
+  real = shutil.which(os.environ.get("CXX", "g++"))
+  calls = tmp_path / "calls"
+  fake = tmp_path / "picky-cxx"
+  fake.write_text(
+      "#!/bin/sh\n"
+      f"echo \"$*\" >> {calls}\n"
+      'case " $* " in\n'
+      f'  *" {kernels.RETRY_FLAGS[0][0]} "*) exec {real} "$@" ;;\n'
+      "esac\n"
+      'echo "error: expected initializer before <" >&2\n'
+      "exit 1\n")
+  fake.chmod(0o755)
+  # In another process: this one has registered the kernels' ops already.
+  env = dict(os.environ, CXX=str(fake),
+             METALSTM_CACHE_DIR=str(tmp_path / "cache"))
+  proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p",
+                         "no:cacheprovider", __file__, "-k",
+                         "test_step_and_its_gradient_match_tensorflow_ops"],
+                        env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert "4 passed" in proc.stdout
+  lines = calls.read_text().splitlines()
+  assert len(lines) == 2
+  assert kernels.RETRY_FLAGS[0][0] not in lines[0]
+  assert kernels.RETRY_FLAGS[0][0] in lines[1]
+
+
+def test_the_first_compiler_error_is_reported_when_every_try_fails(
+    tmp_path, monkeypatch):
+  fake = tmp_path / "broken-cxx"
+  fake.write_text('#!/bin/sh\necho "error: the first attempt" >&2\n'
+                  "exit 3\n")
+  fake.chmod(0o755)
+  monkeypatch.setenv("METALSTM_CACHE_DIR", str(tmp_path / "cache"))
+  out = kernels._library_path(str(fake))
+  out.parent.mkdir(parents=True)
+  with pytest.raises(RuntimeError, match="exited with 3:\n.*first attempt"):
+    kernels._compile(str(fake), out)
+  assert list(out.parent.iterdir()) == []
+
+
 def test_a_library_that_is_not_ours_is_never_loaded(module, tmp_path,
                                                     monkeypatch):
   """A cached library whose bytes differ from the digest recorded when it

@@ -6,7 +6,8 @@ log/sign input preprocessing as one op) and `conv_block.cc` (batch norm,
 ReLU and max-pooling of a Conv-4 block, forward and backward), or None when
 it cannot be built here; callers then use the equivalent TensorFlow ops. The
 library is compiled once per machine, TensorFlow version and source with the
-C++ compiler (`$CXX`, else `g++`) for the host CPU (`-march=native`), and
+C++ compiler (`$CXX`, else `g++`) for the host CPU (`-march=native`; if that
+fails, again without AVX512-FP16, whose Eigen code g++ 12 cannot compile), and
 cached as `<cache dir>/kernels/metalstm_kernels-<hash>.so` (the cache directory
 of the datasets: `$METALSTM_CACHE_DIR`, else `~/.cache/metalstm/cache`).
 `$METALSTM_KERNEL_CXXFLAGS` adds compiler flags (for example
@@ -41,6 +42,11 @@ DISABLE_ENV = "METALSTM_FUSED_KERNEL"
 FLAGS_ENV = "METALSTM_KERNEL_CXXFLAGS"
 CXX_FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-fno-math-errno",
              "-Wno-deprecated-declarations", "-Wno-interference-size"]
+# Tried in turn when a compilation fails. g++ 12 cannot compile the AVX512-FP16
+# packet math of the Eigen that TensorFlow 2.21 ships, which `-march=native`
+# turns on for CPUs with that extension (Sapphire Rapids and later); the
+# kernels compute in float32 only, so they lose nothing without it.
+RETRY_FLAGS = [["-mno-avx512fp16"]]
 
 
 class FusedKernelUser:
@@ -120,19 +126,28 @@ def _is_ours(library: pathlib.Path) -> bool:
 
 def _compile(cxx: str, out: pathlib.Path) -> None:
   """Compiles SOURCES into `out` atomically (temporary file, then rename),
-  then records its digest."""
+  then records its digest. If the compiler fails, each of RETRY_FLAGS is
+  tried in turn; the first error is the one reported if all fail."""
   from data_prep.atomic import atomic_path, atomic_write_text, remove_leftovers
   remove_leftovers(out.parent)
   with atomic_path(out, suffix=".so") as tmp:
-    cmd = ([cxx] + _cxx_flags() + tf.sysconfig.get_compile_flags() +
-           [str(source) for source in SOURCES] + ["-o", str(tmp)] +
-           tf.sysconfig.get_link_flags())
-    logging.info("Compiling the fused CPU kernels (once per machine): "
-                 "%s", shlex.join(cmd))
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    if proc.returncode:
-      raise RuntimeError(f"{cxx} exited with {proc.returncode}:\n"
-                         f"{proc.stderr[-3000:]}")
+    attempts, errors = [[]] + RETRY_FLAGS, []
+    for n, extra in enumerate(attempts):
+      cmd = ([cxx] + _cxx_flags() + extra + tf.sysconfig.get_compile_flags() +
+             [str(source) for source in SOURCES] + ["-o", str(tmp)] +
+             tf.sysconfig.get_link_flags())
+      logging.info("Compiling the fused CPU kernels (once per machine): "
+                   "%s", shlex.join(cmd))
+      proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+      if not proc.returncode:
+        break
+      errors.append(f"{cxx} exited with {proc.returncode}:\n"
+                    f"{proc.stderr[-3000:]}")
+      if n + 1 < len(attempts):
+        logging.info("The compilation failed; trying again with %s.",
+                     " ".join(attempts[n + 1]))
+    else:
+      raise RuntimeError(errors[0])
     digest = _digest(tmp)
   atomic_write_text(_digest_file(out), digest + "\n")
 
