@@ -130,6 +130,17 @@ def test_log_and_sign_op_and_its_gradient_match_tensorflow_ops(module, n):
                              rtol=3e-7)
 
 
+def _kernel_tests_in_subprocess(env, selection, passed):
+  """Runs this file's tests matching `selection` in a child pytest process
+  with environment `env` (a process of its own builds and registers its own
+  kernel library), and checks that `passed` of them passed."""
+  proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p",
+                         "no:cacheprovider", __file__, "-k", selection],
+                        env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert f"{passed} passed" in proc.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
                     reason="x86 vector widths")
@@ -139,12 +150,8 @@ def test_8_lane_build_matches_tensorflow_ops(tmp_path):
   (the generic exp and sigmoid, the 8-lane log)."""
   env = dict(os.environ, **{kernels.FLAGS_ENV: "-mno-avx512f",
                             "METALSTM_CACHE_DIR": str(tmp_path)})
-  proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p",
-                         "no:cacheprovider", __file__, "-k",
-                         "match_tensorflow_ops or saturated"], env=env,
-                        capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  assert "11 passed" in proc.stdout
+  _kernel_tests_in_subprocess(env, "match_tensorflow_ops or saturated",
+                              passed=11)
   assert len(list((tmp_path / "kernels").glob("*.so"))) == 1
 
 
@@ -268,12 +275,8 @@ def test_a_failed_compilation_is_tried_again_with_the_retry_flags(tmp_path):
   # In another process: this one has registered the kernels' ops already.
   env = dict(os.environ, CXX=str(fake),
              METALSTM_CACHE_DIR=str(tmp_path / "cache"))
-  proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p",
-                         "no:cacheprovider", __file__, "-k",
-                         "test_step_and_its_gradient_match_tensorflow_ops"],
-                        env=env, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  assert "4 passed" in proc.stdout
+  _kernel_tests_in_subprocess(
+      env, "test_step_and_its_gradient_match_tensorflow_ops", passed=4)
   lines = calls.read_text().splitlines()
   assert len(lines) == 2
   assert kernels.RETRY_FLAGS[0][0] not in lines[0]

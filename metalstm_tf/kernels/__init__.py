@@ -131,7 +131,7 @@ def _compile(cxx: str, out: pathlib.Path) -> None:
   from data_prep.atomic import atomic_path, atomic_write_text, remove_leftovers
   remove_leftovers(out.parent)
   with atomic_path(out, suffix=".so") as tmp:
-    attempts, errors = [[]] + RETRY_FLAGS, []
+    attempts, first_error = [[]] + RETRY_FLAGS, None
     for n, extra in enumerate(attempts):
       cmd = ([cxx] + _cxx_flags() + extra + tf.sysconfig.get_compile_flags() +
              [str(source) for source in SOURCES] + ["-o", str(tmp)] +
@@ -141,13 +141,14 @@ def _compile(cxx: str, out: pathlib.Path) -> None:
       proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
       if not proc.returncode:
         break
-      errors.append(f"{cxx} exited with {proc.returncode}:\n"
-                    f"{proc.stderr[-3000:]}")
+      if first_error is None:
+        first_error = (f"{cxx} exited with {proc.returncode}:\n"
+                       f"{proc.stderr[-3000:]}")
       if n + 1 < len(attempts):
         logging.info("The compilation failed; trying again with %s.",
                      " ".join(attempts[n + 1]))
     else:
-      raise RuntimeError(errors[0])
+      raise RuntimeError(first_error)
     digest = _digest(tmp)
   atomic_write_text(_digest_file(out), digest + "\n")
 
