@@ -12,7 +12,10 @@ and prints:
     the test split, both per query and transductive as a run's test does),
   - the process's peak resident memory, and its parts at the end: anonymous
     memory (the program's own) and file pages (the memory-mapped dataset
-    arrays, which the kernel may drop and re-read).
+    arrays, which the kernel may drop and re-read),
+  - a floor under the test's time: the convolution FLOPs of a test episode
+    (`conv_flops.py`) over this machine's float32 matrix-product rate, as
+    measured here on all cores (`--matmul_seconds`).
 """
 
 import pathlib
@@ -28,11 +31,15 @@ import tensorflow as tf
 from metalstm_tf import builder
 from metalstm_tf.config import TrainConfig
 
+import conv_flops
+
 flags.DEFINE_string("data_dir", None, "Dataset directory.")
 flags.DEFINE_string("cache_dir", None, "Cache directory.")
 flags.DEFINE_integer("train_steps", 20, "Timed meta-training steps.")
 flags.DEFINE_integer("val_episodes", 100, "Validation episodes timed.")
 flags.DEFINE_integer("test_episodes", 600, "Test episodes timed.")
+flags.DEFINE_float("matmul_seconds", 5.0, "Seconds of float32 matrix "
+                   "products that measure the machine's compute rate.")
 FLAGS = flags.FLAGS
 
 
@@ -47,6 +54,27 @@ def _memory_mb() -> dict[str, float]:
       if key in ("RssAnon", "RssFile"):
         out[key] = int(value.split()[0]) / 1024
   return out
+
+
+def matmul_gflops(seconds: float, n: int = 1024) -> float:
+  """This machine's float32 rate, in GFLOP/s, on `n` x `n` matrix products
+  (TensorFlow's default threads, i.e. every core), timed for `seconds`."""
+  a = tf.random.stateless_normal([n, n], seed=[0, 1])
+
+  @tf.function
+  def ten_products(x):
+    for _ in range(10):
+      x = tf.matmul(x, a) * (1.0 / n)
+    return x
+
+  x = ten_products(a)  # trace, warm up
+  x.numpy()
+  products, start = 0, time.perf_counter()
+  while time.perf_counter() - start < seconds:
+    x = ten_products(x)
+    x.numpy()
+    products += 10
+  return products * 2 * n**3 / (time.perf_counter() - start) / 1e9
 
 
 def main(argv):
@@ -74,6 +102,10 @@ def main(argv):
     trainer.evaluate("test", FLAGS.test_episodes, transductive=transductive)
     times[transductive] = time.perf_counter() - start
   memory = _memory_mb()
+  gflops = matmul_gflops(FLAGS.matmul_seconds)
+  episode = conv_flops.evaluation_episode_flops(
+      84, 3, config.filters, config.inner_steps, config.inner_batch_size,
+      config.way * config.queries) / 1e9
   print(f"mini-ImageNet 5-way 5-shot: meta-training {train_ms:.0f} ms per "
         f"episode ({1e3 / train_ms:.2f} episodes/s); validation "
         f"{val_ms:.0f} ms per episode ({val_ms / train_ms:.2f}x training)",
@@ -85,6 +117,11 @@ def main(argv):
         f"anonymous {memory.get('RssAnon', float('nan')):.0f} MB, file pages "
         f"of the memory-mapped arrays {memory.get('RssFile', float('nan')):.0f}"
         " MB)", flush=True)
+  print(f"floor: a test episode's convolutions are {episode:.1f} GFLOP; at "
+        f"this machine's float32 matrix-product rate ({gflops:.0f} GFLOP/s, "
+        f"all cores) {FLAGS.test_episodes} episodes need at least "
+        f"{FLAGS.test_episodes * episode / gflops:.0f} s per mode",
+        flush=True)
 
 
 if __name__ == "__main__":
