@@ -1,5 +1,6 @@
 """What the TensorFlow benchmark scripts share: the Ravi configuration they
-time, its first training episodes, and the median-of-rounds timing loop.
+time, its first training episodes, the median-of-rounds timing loop, and the
+machine's float32 matrix-product rate (the floor under a step's time).
 
 (`pytorch_reference.py` keeps its own loop: it must not import TensorFlow.)
 """
@@ -47,3 +48,24 @@ def median_seconds_per_call(fn, inputs, rounds: int = 1) -> float:
     tf.nest.map_structure(lambda t: t.numpy(), out)
     times.append((time.perf_counter() - start) / len(inputs))
   return statistics.median(times)
+
+
+def matmul_gflops(seconds: float, n: int = 1024) -> float:
+  """This machine's float32 rate, in GFLOP/s, on `n` x `n` matrix products
+  (TensorFlow's default threads, i.e. every core), timed for `seconds`."""
+  a = tf.random.stateless_normal([n, n], seed=[0, 1])
+
+  @tf.function
+  def ten_products(x):
+    for _ in range(10):
+      x = tf.matmul(x, a) * n**-0.5  # keeps the values' scale
+    return x
+
+  x = ten_products(a)  # trace, warm up
+  x.numpy()
+  products, start = 0, time.perf_counter()
+  while time.perf_counter() - start < seconds:
+    x = ten_products(x)
+    x.numpy()
+    products += 10
+  return products * 2 * n**3 / (time.perf_counter() - start) / 1e9

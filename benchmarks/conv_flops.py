@@ -20,16 +20,30 @@ def conv4_forward_flops(size: int, channels: int, filters: int,
   return flops
 
 
+def _support_pass(size, channels, filters) -> tuple[int, int]:
+  """(forward, forward and backward) FLOPs of one image: backward is the
+  filter gradients of every layer and the input gradients of every layer but
+  the first, each as costly as the forward convolution."""
+  per_layer = conv4_forward_flops(size, channels, filters)
+  return sum(per_layer), 3 * sum(per_layer) - per_layer[0]
+
+
 def evaluation_episode_flops(size: int, channels: int, filters: int,
                              inner_steps: int, inner_batch_size: int,
                              queries: int) -> int:
   """Convolution FLOPs of one evaluation episode: each inner step's forward
-  and backward pass on `inner_batch_size` support images (backward: the
-  filter gradients of every layer and the input gradients of every layer but
-  the first, each as costly as the forward convolution), then the forward
-  pass of `queries` query images. A training episode adds the meta-gradient's
-  passes on top."""
-  per_layer = conv4_forward_flops(size, channels, filters)
-  forward = sum(per_layer)
-  forward_backward = 3 * forward - per_layer[0]
+  and backward pass on `inner_batch_size` support images, then the forward
+  pass of `queries` query images."""
+  forward, forward_backward = _support_pass(size, channels, filters)
   return inner_steps * inner_batch_size * forward_backward + queries * forward
+
+
+def training_episode_flops(size: int, channels: int, filters: int,
+                           inner_steps: int, inner_batch_size: int,
+                           queries: int) -> int:
+  """Convolution FLOPs of one first-order meta-training episode: the inner
+  steps as in evaluation, and the queries' forward and backward passes (the
+  meta-gradient needs the query loss's gradient to the learner's final
+  parameters). Second order adds the inner passes' second derivatives."""
+  _, forward_backward = _support_pass(size, channels, filters)
+  return (inner_steps * inner_batch_size + queries) * forward_backward

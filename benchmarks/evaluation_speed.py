@@ -31,6 +31,7 @@ import tensorflow as tf
 from metalstm_tf import builder
 from metalstm_tf.config import TrainConfig
 
+import common
 import conv_flops
 
 flags.DEFINE_string("data_dir", None, "Dataset directory.")
@@ -54,27 +55,6 @@ def _memory_mb() -> dict[str, float]:
       if key in ("RssAnon", "RssFile"):
         out[key] = int(value.split()[0]) / 1024
   return out
-
-
-def matmul_gflops(seconds: float, n: int = 1024) -> float:
-  """This machine's float32 rate, in GFLOP/s, on `n` x `n` matrix products
-  (TensorFlow's default threads, i.e. every core), timed for `seconds`."""
-  a = tf.random.stateless_normal([n, n], seed=[0, 1])
-
-  @tf.function
-  def ten_products(x):
-    for _ in range(10):
-      x = tf.matmul(x, a) * (1.0 / n)
-    return x
-
-  x = ten_products(a)  # trace, warm up
-  x.numpy()
-  products, start = 0, time.perf_counter()
-  while time.perf_counter() - start < seconds:
-    x = ten_products(x)
-    x.numpy()
-    products += 10
-  return products * 2 * n**3 / (time.perf_counter() - start) / 1e9
 
 
 def main(argv):
@@ -102,7 +82,7 @@ def main(argv):
     trainer.evaluate("test", FLAGS.test_episodes, transductive=transductive)
     times[transductive] = time.perf_counter() - start
   memory = _memory_mb()
-  gflops = matmul_gflops(FLAGS.matmul_seconds)
+  gflops = common.matmul_gflops(FLAGS.matmul_seconds)
   episode = conv_flops.evaluation_episode_flops(
       84, 3, config.filters, config.inner_steps, config.inner_batch_size,
       config.way * config.queries) / 1e9

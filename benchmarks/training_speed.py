@@ -14,8 +14,10 @@ TensorFlow ops (`ops`) and XLA:
 then, with `--pytorch` (the default), the PyTorch port's computation on the
 same configuration (`pytorch_reference.py`, run as a child process right
 after, so that PyTorch's memory is not counted here) and this project's
-speed as a multiple of it, and at the end the process's peak resident
-memory.
+speed as a multiple of it, then a floor: the learner's convolutions of an
+episode (`conv_flops.py`) at this machine's float32 matrix-product rate,
+measured at the start (`--matmul_seconds`); and at the end the process's
+peak resident memory.
 """
 
 import itertools
@@ -31,6 +33,7 @@ import metalstm_tf  # noqa: F401  (before TensorFlow: its CPU-kernel setting)
 import tensorflow as tf
 
 import common
+import conv_flops
 
 flags.DEFINE_string("data_dir", None, "Dataset directory.")
 flags.DEFINE_string("cache_dir", None, "Cache directory.")
@@ -41,6 +44,9 @@ flags.DEFINE_list("datasets", ["omniglot", "mini_imagenet"], "Datasets.")
 flags.DEFINE_list("shots", ["1"], "Shots per class (1, 5: Ravi configs).")
 flags.DEFINE_bool("pytorch", True, "Also time the PyTorch port's step on "
                   "each dataset and shot count (needs torch installed).")
+flags.DEFINE_float("matmul_seconds", 5.0, "Seconds of float32 matrix "
+                   "products that measure the machine's rate, for the floor "
+                   "printed under each configuration (0: no floor).")
 flags.DEFINE_integer("pytorch_threads", 2, "The PyTorch reference's "
                      "threads (this process uses TensorFlow's default).")
 flags.DEFINE_list("methods", ["meta_lstm"], "Methods to time (--method "
@@ -99,6 +105,23 @@ def _learner_only_fn(learner, theta0, config):
   return run
 
 
+def _print_floor(dataset, shots, config, gflops, reference):
+  """The learner's convolutions of one first-order training episode at the
+  machine's float32 matrix-product rate: no implementation of this
+  computation in float32 is faster here."""
+  size, channels = {"omniglot": (28, 1), "mini_imagenet": (84, 3)}[dataset]
+  flop = conv_flops.training_episode_flops(
+      size, channels, config.filters, config.inner_steps,
+      config.inner_batch_size, config.way * config.queries)
+  line = (f"  floor {dataset} {shots}-shot: the learner's convolutions are "
+          f"{flop / 1e9:.1f} GFLOP per episode, at least "
+          f"{flop / gflops / 1e6:.0f} ms at this machine's float32 rate "
+          f"({gflops:.0f} GFLOP/s)")
+  if reference:
+    line += f"; 6x the PyTorch port is {1e3 / reference / 6:.0f} ms"
+  print(line, flush=True)
+
+
 def main(argv):
   del argv
   from metalstm_tf import methods
@@ -107,6 +130,8 @@ def main(argv):
     if mode not in MODES:
       raise app.UsageError(f"--modes: unknown mode {mode!r}; use one of "
                            f"{', '.join(MODES)}.")
+  gflops = (common.matmul_gflops(FLAGS.matmul_seconds)
+            if FLAGS.matmul_seconds > 0 else None)
   for dataset, shots in itertools.product(FLAGS.datasets, FLAGS.shots):
     shots, rates = int(shots), {}
     for method, mode in itertools.product(names, FLAGS.modes):
@@ -133,6 +158,8 @@ def main(argv):
       print(f"  {dataset} {shots}-shot {method} {mode}: "
             f"{rate / reference:.2f}x the PyTorch port in this run",
             flush=True)
+    if gflops:
+      _print_floor(dataset, shots, config, gflops, reference)
   peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   print(f"peak resident memory: {peak_mb:.0f} MB", flush=True)
 

@@ -31,3 +31,13 @@ def test_an_evaluation_episode_is_the_inner_passes_and_the_queries_forward():
   # No inner step: the queries' forward pass alone.
   assert conv_flops.evaluation_episode_flops(28, 1, 64, 0, 5, 10) == (
       10 * sum(conv_flops.conv4_forward_flops(28, 1, 64)))
+
+
+def test_a_training_episode_adds_the_queries_backward_pass():
+  layers = conv4_forward_flops_of_mini_imagenet()
+  forward_backward = 3 * sum(layers) - layers[0]
+  assert conv_flops.training_episode_flops(84, 3, 32, 12, 5, 75) == (
+      (12 * 5 + 75) * forward_backward)
+  assert (conv_flops.training_episode_flops(84, 3, 32, 8, 25, 75) -
+          conv_flops.evaluation_episode_flops(84, 3, 32, 8, 25, 75)) == (
+              75 * (forward_backward - sum(layers)))
