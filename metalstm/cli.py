@@ -342,13 +342,14 @@ def main(argv):
   targets += [(cross_task, cross)] if cross is not None else []
   lines = []
   for test_task, test_cross in targets:
-    for transductive in ((False, True) if task.learner.batch_dependent else
-                         (True,)):
-      result = trainer.test(transductive=transductive, task=test_task,
-                            name=f"_{test_cross[0]}" if test_cross else "")
-      lines.append(result_line(
-          config, task.metric, "test", result,
-          "transductive" if transductive else "per_query", test_cross))
+    name = f"_{test_cross[0]}" if test_cross else ""
+    results = (trainer.test_both(task=test_task, name=name)
+               if task.learner.batch_dependent else
+               {"transductive": trainer.test(task=test_task, name=name)})
+    for queries in ("per_query", "transductive"):
+      if queries in results:
+        lines.append(result_line(config, task.metric, "test",
+                                 results[queries], queries, test_cross))
   status = 0
   if mode == "train" or cross is None:  # The run's own test of its best
     atomic_write_text(result_file, "\n".join(lines) + "\n")  # model.

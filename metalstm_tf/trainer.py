@@ -177,6 +177,8 @@ class MetaTrainer:
                                        jit_compile=config.xla)
     self.train_step = tf.function(self._train_step_impl)
     self.eval_step = tf.function(self._eval_step_impl, jit_compile=config.xla)
+    self.eval_step_both = tf.function(self._eval_step_both_impl,
+                                      jit_compile=config.xla)
     self._writers = {}
 
   # ---------------------------------------------------------------- steps --
@@ -293,6 +295,20 @@ class MetaTrainer:
   def _eval_step_impl(self, episode: Episode, transductive=True):
     with self._ops():
       loss, metric, result = self.episode_loss(episode, transductive)
+    return self._eval_outputs(loss, metric, result)
+
+  def _eval_step_both_impl(self, episode: Episode):
+    """`eval_step` per query and transductive, from one adaptation."""
+    with self._ops():
+      results = self.method.run_both(episode.support_images,
+                                     episode.support_labels,
+                                     episode.query_images)
+      return {queries: self._eval_outputs(
+                  self.method.loss(out.outputs, episode.query_labels),
+                  self.method.metric(out.outputs, episode.query_labels), out)
+              for queries, out in results.items()}
+
+  def _eval_outputs(self, loss, metric, result):
     out = {"loss": loss, "metric": metric}
     for name, values in result.traces.items():
       out[f"{name}_tracked"] = tf.stack(
@@ -321,25 +337,50 @@ class MetaTrainer:
     traces (e.g. `input_gate_tracked`: `[episodes, steps, k]`) when the
     method has any.
     """
-    values, losses, traces = [], [], {}
+    queries = "transductive" if transductive else "per_query"
+    return self._evaluate(
+        split, num_episodes, task,
+        lambda episode: {queries: self.eval_step(episode, transductive)}
+    )[queries]
+
+  def evaluate_both(self, split: str, num_episodes: int, task=None) -> dict:
+    """`evaluate` per query and transductive on the same episodes, each
+    adapted once (`Method.run_both`): `{"per_query": ..., "transductive":
+    ...}`, each as `evaluate` returns it."""
+    return self._evaluate(split, num_episodes, task, self.eval_step_both)
+
+  def _evaluate(self, split, num_episodes, task, step) -> dict:
+    """Runs `step` (episode -> {queries: eval outputs}) on the episodes and
+    aggregates each entry as `evaluate` describes."""
+    values, losses, traces = {}, {}, {}
     next_report = time.time() + 60
-    for episode in (task or self.task).eval_dataset(split, num_episodes):
-      out = self.eval_step(episode, transductive)
-      values.append(float(out["metric"]) * self.task.report_scale)
-      losses.append(float(out["loss"]))
-      for k, v in out.items():
-        if k.endswith("_tracked") or k.endswith("_mean"):
-          traces.setdefault(k, []).append(v.numpy())
+    for n, episode in enumerate(
+        (task or self.task).eval_dataset(split, num_episodes), 1):
+      for queries, out in step(episode).items():
+        values.setdefault(queries, []).append(
+            float(out["metric"]) * self.task.report_scale)
+        losses.setdefault(queries, []).append(float(out["loss"]))
+        for k, v in out.items():
+          if k.endswith("_tracked") or k.endswith("_mean"):
+            traces.setdefault(queries, {}).setdefault(k, []).append(v.numpy())
       if time.time() >= next_report:  # long evaluations show progress
         next_report = time.time() + 60
-        logging.info("Evaluating on %s: %d of %d episodes, %s %.4g so far.",
-                     split, len(values), num_episodes, self.task.metric,
-                     float(np.mean(values)))
-    mean, ci95 = mean_and_ci95(values)
-    result = {"mean": mean, "ci95": ci95, "loss": float(np.mean(losses)),
-              "values": values, "losses": losses, "episodes": len(values)}
-    result.update({k: np.stack(v) for k, v in traces.items()})
-    return result
+        logging.info("Evaluating on %s: %d of %d episodes, %s %s so far.",
+                     split, n, num_episodes, self.task.metric,
+                     ", ".join(f"{float(np.mean(v)):.4g}" + (
+                         f" ({queries})" if len(values) > 1 else "")
+                               for queries, v in values.items()))
+    results = {}
+    for queries in values:
+      mean, ci95 = mean_and_ci95(values[queries])
+      result = {"mean": mean, "ci95": ci95,
+                "loss": float(np.mean(losses[queries])),
+                "values": values[queries], "losses": losses[queries],
+                "episodes": len(values[queries])}
+      result.update({k: np.stack(v)
+                     for k, v in traces.get(queries, {}).items()})
+      results[queries] = result
+    return results
 
   def _is_better(self, value: float) -> bool:
     if not math.isfinite(value):
@@ -551,6 +592,21 @@ class MetaTrainer:
     are drawn."""
     result = self.evaluate("test", self.config.test_episodes, transductive,
                            task)
+    self._write_test(result, transductive, name)
+    return result
+
+  def test_both(self, task=None, name: str = "") -> dict:
+    """`test` per query and transductive, on episodes adapted once each:
+    `{"per_query": ..., "transductive": ...}`; writes what both tests
+    write."""
+    results = self.evaluate_both("test", self.config.test_episodes, task)
+    for queries, result in results.items():
+      self._write_test(result, queries == "transductive", name)
+    return results
+
+  def _write_test(self, result: dict, transductive: bool, name: str):
+    """The test's episode CSV, summaries and (transductive, own task)
+    figures."""
     rows = [f"episode,{self.task.metric},loss"] + [
         f"{i},{v:.6g},{l:.6g}"
         for i, (v, l) in enumerate(zip(result["values"], result["losses"]))]
@@ -564,7 +620,7 @@ class MetaTrainer:
       tf.summary.scalar(f"{self.task.metric}_ci95", result["ci95"])
       tf.summary.scalar("loss", result["loss"])
       if suffix:  # Figures belong to the run's own transductive test.
-        return result
+        return
       traces = {k[:-len("_tracked")]: v for k, v in result.items()
                 if k.endswith("_tracked")}
       if traces and self.tracked.shape[0]:
@@ -575,4 +631,3 @@ class MetaTrainer:
         png = self.task.test_figure(self)
         (self.logdir / "predictions.png").write_bytes(png)
         tf.summary.image("predictions", summaries.png_to_image(png))
-    return result

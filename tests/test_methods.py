@@ -286,3 +286,18 @@ def test_protonet_logits_are_negative_squared_distances_to_class_means(
                         tf.gather(episode.support_labels, order),
                         episode.query_images).outputs.numpy()
   np.testing.assert_allclose(shuffled, logits, rtol=1e-4, atol=1e-3)
+
+
+def test_run_both_predicts_as_run_does_each_way(tmp_path, case):
+  """`run_both` gives the queries' predictions `run` gives per query and
+  transductively (a method may adapt once for both)."""
+  task, method, _ = build(_config(tmp_path, case))
+  for episode in task.eval_dataset("test", 2):
+    args = (episode.support_images, episode.support_labels,
+            episode.query_images)
+    both = method.run_both(*args)
+    assert sorted(both) == ["per_query", "transductive"]
+    for queries, out in both.items():
+      alone = method.run(*args, transductive=queries == "transductive")
+      np.testing.assert_allclose(out.outputs.numpy(), alone.outputs.numpy(),
+                                 rtol=1e-6, atol=1e-6)

@@ -359,3 +359,26 @@ def test_training_logs_its_speed_and_long_evaluations_their_progress(
   assert progress == [
       f"Evaluating on val: {i} of 3 episodes, accuracy "
       f"{np.mean(result['values'][:i]):.4g} so far." for i in (1, 2, 3)]
+
+
+def test_a_test_of_both_ways_reads_what_two_tests_read(tmp_path):
+  """`test_both` adapts each test episode once and predicts its queries per
+  query and transductively: the same episode values, CSVs and summaries as
+  `test(transductive=False)` and `test()`."""
+  _, _, trainer = build(tiny_config(tmp_path, test_episodes=5))
+  both = trainer.test_both()
+  run = tmp_path / "run"
+  written = {f: (run / f).read_text() for f in
+             ("test_episodes.csv", "test_episodes_per_query.csv")}
+  for queries, transductive in (("per_query", False), ("transductive", True)):
+    alone = trainer.test(transductive=transductive)
+    assert both[queries]["episodes"] == 5
+    np.testing.assert_allclose(both[queries]["values"], alone["values"],
+                               rtol=1e-6)
+    np.testing.assert_allclose(both[queries]["losses"], alone["losses"],
+                               rtol=1e-5)
+    for k in alone:
+      if k.endswith("_tracked"):
+        np.testing.assert_allclose(both[queries][k], alone[k], rtol=1e-5)
+  assert written == {f: (run / f).read_text() for f in written}
+  assert (run / "test_per_query").is_dir() and (run / "test").is_dir()

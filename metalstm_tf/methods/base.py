@@ -19,7 +19,8 @@ Queries are predicted transductively by default (the papers' protocol: the
 learner's batch norm normalises the query batch with its own statistics, so
 a query's prediction depends on the other queries). With
 `transductive=False` every query is predicted on its own: batch statistics
-come from the support set.
+come from the support set. `run_both` returns both predictions of an
+episode (a run's test reports both).
 """
 
 import contextlib
@@ -82,6 +83,15 @@ class Method(keras.layers.Layer):
         support set alone.
     """
     raise NotImplementedError
+
+  def run_both(self, support_x, support_y, query_x) -> dict:
+    """Both predictions of the queries: `{"per_query": EpisodeOutput,
+    "transductive": EpisodeOutput}`, each what `run` returns with
+    `transductive` False and True. This default runs the episode twice;
+    a method whose adaptation does not read the queries adapts once."""
+    return {"per_query": self.run(support_x, support_y, query_x,
+                                  transductive=False),
+            "transductive": self.run(support_x, support_y, query_x)}
 
   def unadapted_outputs(self, query_x):
     """Predictions before any adaptation, or None where that is undefined."""

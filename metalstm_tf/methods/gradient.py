@@ -44,6 +44,17 @@ class GradientMethod(Method):
   def run(self, support_x, support_y, query_x, keep_steps=False,
           transductive=True):
     result = self.adapt(support_x, support_y, keep_trajectory=keep_steps)
+    return self._predict(result, support_x, query_x, transductive)
+
+  def run_both(self, support_x, support_y, query_x):
+    # The inner loop reads the support set alone: one adaptation serves both.
+    result = self.adapt(support_x, support_y)
+    return {"per_query": self._predict(result, support_x, query_x, False),
+            "transductive": self._predict(result, support_x, query_x, True)}
+
+  def _predict(self, result, support_x, query_x, transductive):
+    """The queries' predictions after adaptation `result` (and after each
+    of its steps, if it kept its trajectory)."""
     reference = None if transductive else support_x
     predict = lambda theta: self.learner.apply_theta(theta, query_x, reference)
     steps = [predict(t) for t in result.trajectory]
