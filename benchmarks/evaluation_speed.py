@@ -87,9 +87,10 @@ def main(argv):
     times[name] = time.perf_counter() - start
   memory = _memory_mb()
   gflops = common.matmul_gflops(FLAGS.matmul_seconds)
+  size, _, channels = task.learner.example_shape
   episode = conv_flops.evaluation_episode_flops(
-      84, 3, config.filters, config.inner_steps, config.inner_batch_size,
-      config.way * config.queries) / 1e9
+      size, channels, config.filters, config.inner_steps,
+      config.inner_batch_size, config.way * config.queries) / 1e9
   print(f"mini-ImageNet 5-way 5-shot: meta-training {train_ms:.0f} ms per "
         f"episode ({1e3 / train_ms:.2f} episodes/s); validation "
         f"{val_ms:.0f} ms per episode ({val_ms / train_ms:.2f}x training)",

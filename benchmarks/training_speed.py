@@ -105,11 +105,11 @@ def _learner_only_fn(learner, theta0, config):
   return run
 
 
-def _print_floor(dataset, shots, config, gflops, reference):
+def _print_floor(dataset, shots, config, example_shape, gflops, reference):
   """The learner's convolutions of one first-order training episode at the
   machine's float32 matrix-product rate: no implementation of this
   computation in float32 is faster here."""
-  size, channels = {"omniglot": (28, 1), "mini_imagenet": (84, 3)}[dataset]
+  size, _, channels = example_shape
   flop = conv_flops.training_episode_flops(
       size, channels, config.filters, config.inner_steps,
       config.inner_batch_size, config.way * config.queries)
@@ -159,7 +159,8 @@ def main(argv):
             f"{rate / reference:.2f}x the PyTorch port in this run",
             flush=True)
     if gflops:
-      _print_floor(dataset, shots, config, gflops, reference)
+      _print_floor(dataset, shots, config, task.learner.example_shape,
+                   gflops, reference)
   peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   print(f"peak resident memory: {peak_mb:.0f} MB", flush=True)
 
