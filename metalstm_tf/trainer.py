@@ -198,8 +198,12 @@ class MetaTrainer:
   def episode_loss(self, episode: Episode, transductive=True):
     """Query loss, query metric and the method's output of one episode."""
     out = self._run(episode, transductive=transductive)
+    return (*self._query_loss_and_metric(episode, out), out)
+
+  def _query_loss_and_metric(self, episode: Episode, out):
+    """The query loss and metric of the method's output `out`."""
     return (self.method.loss(out.outputs, episode.query_labels),
-            self.method.metric(out.outputs, episode.query_labels), out)
+            self.method.metric(out.outputs, episode.query_labels))
 
   def _training_objective(self, episode: Episode):
     """(objective, final query loss, query metric, method output) of one
@@ -304,8 +308,7 @@ class MetaTrainer:
                                      episode.support_labels,
                                      episode.query_images)
       return {queries: self._eval_outputs(
-                  self.method.loss(out.outputs, episode.query_labels),
-                  self.method.metric(out.outputs, episode.query_labels), out)
+                  *self._query_loss_and_metric(episode, out), out)
               for queries, out in results.items()}
 
   def _eval_outputs(self, loss, metric, result):
