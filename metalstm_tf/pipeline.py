@@ -121,12 +121,13 @@ def indexed_stream(load, start: int = 0, num_episodes: int | None = None,
     batch_size: if set, episodes are batched into `[batch_size, ...]`.
     prefetch: batches prepared ahead of the consumer.
 
-  A finite stream (an evaluation's episodes) runs without tf.data's
-  autotuning: each evaluation makes a new iterator, and deleting an iterator
-  whose autotuning thread is between two of its (ever longer) optimisation
-  rounds waits for the round's timer: 17 s idle at the end of a
-  100-episode mini-ImageNet validation that computes for 24 s (RESULTS.md,
-  "Speed"). Its map then runs at tf.data's default parallelism.
+  The stream runs without tf.data's autotuning (the same episodes per second
+  here: RESULTS.md, "Speed"). Deleting an autotuned iterator waits, idle, for
+  its tuning thread's timer, whose period grows with the iterator's age: 17 s
+  at the end of a 100-episode mini-ImageNet validation that computes for
+  24 s, 60 s between a stop signal and the checkpoint of a run that had
+  trained for 50 minutes; and every evaluation makes and deletes one. The
+  map runs at tf.data's default parallelism instead.
   """
   stop = (np.iinfo(np.int64).max if num_episodes is None else
           start + num_episodes)
@@ -134,9 +135,6 @@ def indexed_stream(load, start: int = 0, num_episodes: int | None = None,
       load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if batch_size:
     ds = ds.batch(batch_size, drop_remainder=True)
-  ds = ds.prefetch(prefetch)
-  if num_episodes is not None:
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    ds = ds.with_options(options)
-  return ds
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return ds.prefetch(prefetch).with_options(options)

@@ -106,16 +106,16 @@ def test_augmentation_only_for_training_episodes():
   assert np.abs(scaled - np.round(scaled)).max() > 1e-2
 
 
-def test_evaluation_streams_run_without_autotuning_training_streams_with():
+def test_streams_run_without_autotuning():
   """Deleting an autotuned iterator can wait for its tuning thread's timer
-  (seconds, idle), and every evaluation deletes one: evaluation streams
-  turn autotuning off; the endless training stream keeps it."""
+  (seconds, idle), and every evaluation and every end of training deletes
+  one: no stream autotunes."""
   splits = {s: _split(seed=i) for i, s in enumerate(("train", "val", "test"))}
   cfg = TrainConfig(dataset="mini_imagenet", shot=1, queries=3)
   task = tasks.image_task(splits, cfg)
   for split in ("train", "val", "test"):
-    assert not task.eval_dataset(split, 2).options().autotune.enabled
-  assert task.train_dataset(0).options().autotune.enabled is not False
+    assert task.eval_dataset(split, 2).options().autotune.enabled is False
+  assert task.train_dataset(0).options().autotune.enabled is False
   # The values do not depend on it.
   tuned = pipeline.episode_dataset(splits["val"], 5, 1, 3, seed=7)
   for a, b in zip(_numpy(tuned.take(2)),
