@@ -117,11 +117,15 @@ def test_streams_run_without_autotuning():
     assert task.eval_dataset(split, 2).options().autotune.enabled is False
   assert task.train_dataset(0).options().autotune.enabled is False
   # The values do not depend on it.
-  tuned = pipeline.episode_dataset(splits["val"], 5, 1, 3, seed=7)
-  for a, b in zip(_numpy(tuned.take(2)),
-                  _numpy(pipeline.episode_dataset(splits["val"], 5, 1, 3,
-                                                  seed=7, num_episodes=2))):
+  stream = pipeline.episode_dataset(splits["val"], 5, 1, 3, seed=7,
+                                    num_episodes=2)
+  options = tf.data.Options()
+  options.autotune.enabled = True
+  tuned = stream.with_options(options)
+  assert tuned.options().autotune.enabled
+  for a, b in zip(_numpy(tuned), _numpy(stream), strict=True):
     np.testing.assert_array_equal(a.support_images, b.support_images)
+    np.testing.assert_array_equal(a.query_images, b.query_images)
     np.testing.assert_array_equal(a.query_labels, b.query_labels)
 
 
