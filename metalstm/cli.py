@@ -321,7 +321,8 @@ def main(argv):
       return 0
   try:
     if mode != "train":  # The run's counters and best validation score:
-      trainer.restore_latest()  # the export's metadata, the test's step.
+      # The export's metadata, the test's step.
+      trainer.restore_latest(for_training=False)
     trainer.restore_best()
   except FileNotFoundError as e:
     sys.stderr.write(f"error: {e}\n")

@@ -412,13 +412,23 @@ class MetaTrainer:
     return result
 
   # ------------------------------------------------------------- training --
-  def restore_latest(self) -> bool:
-    """Restores the newest checkpoint, if any; returns whether it did."""
+  def restore_latest(self, for_training: bool = True) -> bool:
+    """Restores the newest checkpoint, if any; returns whether it did.
+
+    To resume training (`for_training`) it must hold everything training
+    needs, the optimizer's state included; a test or an export needs only
+    the run's counters (and reads the model from `best/`), so a checkpoint
+    without the optimizer's state, such as a copy of a best checkpoint,
+    serves them."""
     latest = (self.manager.latest_checkpoint if self.role.is_chief else
               tf.train.latest_checkpoint(str(self.logdir / "checkpoints")))
     if latest is None:
       return False
-    self.checkpoint.restore(latest).assert_existing_objects_matched()
+    status = self.checkpoint.restore(latest)
+    if for_training:
+      status.assert_existing_objects_matched()
+    else:
+      status.expect_partial()
     logging.info("Resumed from %s at episode %d.", latest,
                  int(self.episode.numpy()))
     return True

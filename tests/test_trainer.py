@@ -4,7 +4,9 @@ shares are in test_methods.py)."""
 
 import dataclasses
 import json
+import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -198,6 +200,30 @@ def test_cosine_schedule_decays_over_the_run_and_survives_resume(tmp_path):
   assert resumed.current_lr() == pytest.approx(0.5e-3)
   resumed.fit()
   assert resumed.current_lr() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_checkpoint_without_optimizer_state_serves_a_test_not_training(
+    tmp_path):
+  """A copy of a best checkpoint (no optimizer state) in checkpoints/: a
+  test or export reads the run's counters from it; resuming training
+  refuses it instead of going on with a fresh optimizer."""
+  config = tiny_config(tmp_path, episodes=4, val_every=2)
+  _, method, trainer = build(config)
+  trainer.fit()
+  best = trainer.best_manager.latest_checkpoint
+  ckpt_dir = tmp_path / "copy" / "checkpoints"
+  ckpt_dir.mkdir(parents=True)
+  for f in pathlib.Path(best).parent.glob(pathlib.Path(best).name + ".*"):
+    shutil.copy(f, ckpt_dir)
+  (ckpt_dir / "checkpoint").write_text(
+      f'model_checkpoint_path: "{pathlib.Path(best).name}"\n')
+  copy = dataclasses.replace(config, logdir=str(tmp_path / "copy"))
+  _, _, reader = build(copy)
+  assert reader.restore_latest(for_training=False)
+  assert int(reader.episode.numpy()) == int(trainer.best_episode.numpy())
+  _, _, resumer = build(copy)
+  with pytest.raises(AssertionError, match="not bound to checkpointed"):
+    resumer.restore_latest()
 
 
 def test_unknown_lr_schedule_is_rejected(tmp_path):
