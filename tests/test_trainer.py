@@ -208,15 +208,15 @@ def test_a_checkpoint_without_optimizer_state_serves_a_test_not_training(
   test or export reads the run's counters from it; resuming training
   refuses it instead of going on with a fresh optimizer."""
   config = tiny_config(tmp_path, episodes=4, val_every=2)
-  _, method, trainer = build(config)
+  _, _, trainer = build(config)
   trainer.fit()
-  best = trainer.best_manager.latest_checkpoint
+  best = pathlib.Path(trainer.best_manager.latest_checkpoint)
   ckpt_dir = tmp_path / "copy" / "checkpoints"
   ckpt_dir.mkdir(parents=True)
-  for f in pathlib.Path(best).parent.glob(pathlib.Path(best).name + ".*"):
+  for f in best.parent.glob(best.name + ".*"):
     shutil.copy(f, ckpt_dir)
   (ckpt_dir / "checkpoint").write_text(
-      f'model_checkpoint_path: "{pathlib.Path(best).name}"\n')
+      f'model_checkpoint_path: "{best.name}"\n')
   copy = dataclasses.replace(config, logdir=str(tmp_path / "copy"))
   _, _, reader = build(copy)
   assert reader.restore_latest(for_training=False)
