@@ -63,6 +63,11 @@ absl_flags.DEFINE_integer("val_every", None, "Episodes between validations "
                           "(default 500; 2,500 for sine).")
 absl_flags.DEFINE_integer("val_episodes", None, "Validation episodes "
                           "(default 100; 1,000 for sine).")
+absl_flags.DEFINE_integer("patience", 0, "Stop meta-training early, at a "
+                          "validation, once the best validation score is "
+                          "this many episodes old, then test the best model "
+                          "as after a full run (e.g. 15000). 0: train all "
+                          "--episodes. May change when a run is resumed.")
 absl_flags.DEFINE_integer("test_episodes", None, "Test episodes "
                           "(default 600; 2,000 for sine).")
 absl_flags.DEFINE_float("lr", None, "Adam learning rate of the meta-learner "
@@ -143,7 +148,8 @@ OPTION_FLAGS = _define_option_flags()
 _FIELD_FLAGS = {"way": "ways", "shot": "shots"}
 # Settings a run may change when it is resumed or tested: they do not change
 # the model it trains.
-MUTABLE_FLAGS = ("episodes", "val_every", "val_episodes", "test_episodes",
+MUTABLE_FLAGS = ("episodes", "patience", "val_every", "val_episodes",
+                 "test_episodes",
                  "checkpoint_every", "xla", "fused_kernel")
 
 
@@ -177,9 +183,11 @@ def command_line(config: TrainConfig) -> str:
   spelled out; lists comma-separated, booleans as --name / --noname)."""
   parts = []
   for name, value in flag_values(config).items():
-    # The run's length belongs to the command; the other mutable settings
-    # (cadences, XLA, kernel) do not change the model.
-    if (name in MUTABLE_FLAGS and name != "episodes") or value is None:
+    # The run's length (and its early stop, when set) belongs to the
+    # command; the other mutable settings (cadences, XLA, kernel) do not
+    # change the model.
+    if (name in MUTABLE_FLAGS and name not in ("episodes", "patience") or
+        value is None or name == "patience" and not value):
       continue
     if isinstance(value, bool):
       parts.append(f"--{'' if value else 'no'}{name}")
@@ -256,6 +264,7 @@ def _config_from_values(v: dict, present: set, logdir: str) -> TrainConfig:
                                method_defaults.get("meta_batch_size", 1)),
       val_every=_default(v["val_every"], 2500 if sine else 500),
       val_episodes=_default(v["val_episodes"], 1000 if sine else 100),
+      patience=v["patience"],
       test_episodes=_default(v["test_episodes"], 2000 if sine else 600),
       lr=_default(v["lr"], method_defaults.get("lr", 1e-3)), clip=v["clip"],
       filters=_default(v["filters"], method_defaults.get("filters", 32)),

@@ -20,6 +20,9 @@ class TrainConfig:
     episodes: meta-training episodes.
     meta_batch_size: episodes per meta-update.
     val_every, val_episodes: validation cadence and size.
+    patience: stop meta-training early, at a validation, once the best
+      validation score is this many episodes old; the best model is then
+      tested as after a full run. 0: train all `episodes`.
     test_episodes: episodes of the final test.
     lr, clip: Adam learning rate and global gradient-norm clip.
     lr_schedule: 'constant' (the paper) or 'cosine' (decays `lr` to zero
@@ -54,6 +57,7 @@ class TrainConfig:
   meta_batch_size: int = 1
   val_every: int = 500
   val_episodes: int = 100
+  patience: int = 0
   test_episodes: int = 600
   lr: float = 1e-3
   clip: float = 0.25
@@ -87,11 +91,11 @@ class TrainConfig:
               value > 0):
         raise ValueError(f"--{name} must be a positive finite number, got "
                          f"{value!r}.")
-    if (not isinstance(self.multi_step_loss_episodes, int) or
-        self.multi_step_loss_episodes < 0):
-      raise ValueError("--multi_step_loss_episodes must be 0 (off) or a "
-                       "positive number of episodes, got "
-                       f"{self.multi_step_loss_episodes!r}.")
+    for name in ("multi_step_loss_episodes", "patience"):
+      value = getattr(self, name)
+      if not isinstance(value, int) or value < 0:
+        raise ValueError(f"--{name} must be 0 (off) or a positive number of "
+                         f"episodes, got {value!r}.")
     from metalstm_tf import methods  # registers them; imports TensorFlow
     spec = methods.get(self.method)
     if self.method_options is None:

@@ -429,8 +429,9 @@ class MetaTrainer:
       status.assert_existing_objects_matched()
     else:
       status.expect_partial()
-    logging.info("Resumed from %s at episode %d.", latest,
-                 int(self.episode.numpy()))
+    logging.info("%s %s at episode %d.",
+                 "Resumed from" if for_training else "Read the counters of",
+                 latest, int(self.episode.numpy()))
     return True
 
   def restore_best(self) -> None:
@@ -457,7 +458,8 @@ class MetaTrainer:
   def fit(self, on_progress: Callable[[int, int, dict], None] | None = None,
           max_episodes: int | None = None,
           stop_requested: Callable[[], bool] | None = None) -> None:
-    """Meta-trains until `config.episodes` (resuming if possible).
+    """Meta-trains until `config.episodes` (resuming if possible), or until
+    a validation finds the best score `config.patience` episodes old.
 
     Args:
       on_progress: called after every meta-update with (episode, total,
@@ -479,6 +481,8 @@ class MetaTrainer:
     start = int(self.episode.numpy())
     if start >= c.episodes:
       logging.info("Training already finished (%d episodes).", start)
+      return
+    if self.out_of_patience(start):
       return
     stop = c.episodes if max_episodes is None else min(c.episodes,
                                                        start + max_episodes)
@@ -535,6 +539,8 @@ class MetaTrainer:
         saving = after // c.checkpoint_every != before // c.checkpoint_every
         if validating:
           self.validate()
+          if self.out_of_patience(after):
+            break  # (saved below)
         if saving:
           self.save()
         if validating or saving:
@@ -556,6 +562,19 @@ class MetaTrainer:
         is None):
       self.validate()
     self.save()
+
+  def out_of_patience(self, episode: int) -> bool:
+    """Whether `config.patience` stops training at `episode`: the best
+    validation score is that many episodes old (logged when it does)."""
+    best = int(self.best_episode.numpy())
+    if not self.config.patience or best < 0 or (
+        episode - best < self.config.patience):
+      return False
+    logging.info("Stopped early at episode %d of %d: the best validation "
+                 "score, at episode %d, is %d episodes old (--patience=%d).",
+                 episode, self.config.episodes, best, episode - best,
+                 self.config.patience)
+    return True
 
   def _write_train_summaries(self, step: int, stats: dict,
                              histograms: bool) -> None:

@@ -75,6 +75,24 @@ def test_explicit_flags_override_the_dataset_defaults():
     _config("--multi_step_loss_episodes=-1")
 
 
+def test_patience_is_off_by_default_part_of_the_command_and_mutable():
+  assert _config("--dataset=mini_imagenet").patience == 0
+  assert "patience" not in metalstm_flags.command_line(
+      _config("--dataset=mini_imagenet"))
+  stored = _config("--dataset=mini_imagenet", "--patience=15000")
+  assert " --patience=15000" in metalstm_flags.command_line(stored)
+  with flagsaver.flagsaver():  # A resumed run may change it, or keep it.
+    absl_flags.FLAGS.unparse_flags()
+    absl_flags.FLAGS(["main.py", "--patience=5000"])
+    assert metalstm_flags.config_from_flags(stored=stored).patience == 5000
+    absl_flags.FLAGS.unparse_flags()
+    absl_flags.FLAGS(["main.py"])
+    assert metalstm_flags.config_from_flags(stored=stored).patience == 15000
+  with pytest.raises(ValueError, match="--patience must be 0 .off. or a "
+                     "positive number of episodes, got -1"):
+    _config("--patience=-1")
+
+
 def test_unknown_schedule_is_rejected_by_the_parser():
   with pytest.raises(absl_flags.IllegalFlagValueError):
     _config("--lr_schedule=linear")

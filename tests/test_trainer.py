@@ -226,6 +226,33 @@ def test_a_checkpoint_without_optimizer_state_serves_a_test_not_training(
     resumer.restore_latest()
 
 
+def test_patience_stops_at_the_validation_that_finds_the_best_too_old(
+    tmp_path):
+  """--patience=4, validations every 2 episodes, a best score no validation
+  can beat (100 %, pinned at episode 0): training stops at episode 4 of 20
+  with a checkpoint there, a resume with the same setting stays stopped,
+  and patience 0 resumes it to the end."""
+  config = tiny_config(tmp_path, episodes=20, val_every=2, patience=4)
+  _, _, trainer = build(config)
+  trainer.best_metric.assign(100.0)
+  trainer.best_episode.assign(0)
+  validated = []
+  original = trainer.validate
+  trainer.validate = lambda: validated.append(
+      int(trainer.episode.numpy())) or original()
+  trainer.fit()
+  assert validated == [2, 4]
+  assert int(trainer.episode.numpy()) == 4
+  assert trainer.manager.latest_checkpoint.endswith("ckpt-4")
+  _, _, again = build(config)
+  again.fit()
+  assert int(again.episode.numpy()) == 4
+  assert again.manager.latest_checkpoint.endswith("ckpt-4")
+  _, _, unlimited = build(dataclasses.replace(config, patience=0))
+  unlimited.fit()
+  assert int(unlimited.episode.numpy()) == 20
+
+
 def test_unknown_lr_schedule_is_rejected(tmp_path):
   with pytest.raises(ValueError, match="--lr_schedule must be one of"):
     tiny_config(tmp_path, lr_schedule="linear")
