@@ -21,7 +21,8 @@ import metalstm_tf  # noqa: F401  (before TensorFlow: its CPU-kernel setting)
 import tensorflow as tf
 
 from metalstm_tf import kernels
-from metalstm_tf.learners.conv4 import block_tail, fused_block_tail
+from metalstm_tf.block_ops import block_tail
+from metalstm_tf.learners.conv4 import fused_block_tail
 
 import common
 

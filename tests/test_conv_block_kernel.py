@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from metalstm_tf import kernels
 from metalstm_tf.learners import Conv4Learner
-from metalstm_tf.learners.conv4 import block_tail, fused_block_tail
+from metalstm_tf.block_ops import block_tail
+from metalstm_tf.learners.conv4 import fused_block_tail
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from metalstm_tf import inner_loop
 from metalstm_tf.learners import Conv4Learner
-from metalstm_tf.learners.conv4 import BN_EPSILON, batch_norm
+from metalstm_tf.block_ops import BN_EPSILON, batch_norm
 from metalstm_tf.preprocess import log_and_sign
 from metalstm_tf.update_rules import SGD, MetaLSTM
 

@@ -34,6 +34,7 @@ import subprocess
 from absl import logging
 import tensorflow as tf
 
+from metalstm_tf.block_ops import block_tail
 from metalstm_tf.preprocess import log_and_sign
 
 SOURCES = [pathlib.Path(__file__).with_name(name)
@@ -220,7 +221,6 @@ def _register_gradient(module):
       # Second order (e.g. MAML): the gradient of the TensorFlow-ops block's
       # gradient. mean and rstd are functions of x, and the block recomputes
       # them from x, so their own inputs get no gradient.
-      from metalstm_tf.learners.conv4 import block_tail
       x, bias, gamma, beta, _, _, dy = op.inputs
       upstream = [tf.zeros_like(v) if u is None else u
                   for v, u in zip((x, bias, gamma, beta), upstream)]

@@ -36,19 +36,18 @@ import tensorflow as tf
 from metalstm_tf.learners.conv4 import Conv4Learner
 from metalstm_tf.methods import embedding
 from metalstm_tf.methods.base import EpisodeOutput, Method
-from metalstm_tf.methods.op_lstm import OPLSTMOptions
 
 
 class OPLSTM(Method):
   """Args:
     learner: a `Conv4Learner` (its output layer is adapted), or the MLP
       learner of regression (all its layers are).
-    options: `OPLSTMOptions`.
+    options: the method's options (`op_lstm.OPLSTMOptions`, which builds
+      this class).
     seed: seed of the LSTMs' initial weights.
   """
 
-  def __init__(self, learner, options: OPLSTMOptions, seed: int = 0,
-               **kwargs):
+  def __init__(self, learner, options, seed: int = 0, **kwargs):
     super().__init__(learner, **kwargs)
     self.passes, self.normalize = options.op_passes, options.op_normalize
     self.step = float(options.op_step)
