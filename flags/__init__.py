@@ -149,8 +149,7 @@ _FIELD_FLAGS = {"way": "ways", "shot": "shots"}
 # Settings a run may change when it is resumed or tested: they do not change
 # the model it trains.
 MUTABLE_FLAGS = ("episodes", "patience", "val_every", "val_episodes",
-                 "test_episodes",
-                 "checkpoint_every", "xla", "fused_kernel")
+                 "test_episodes", "checkpoint_every", "xla", "fused_kernel")
 
 
 class ConfigMismatch(ValueError):
