@@ -185,8 +185,9 @@ def command_line(config: TrainConfig) -> str:
     # The run's length (and its early stop, when set) belongs to the
     # command; the other mutable settings (cadences, XLA, kernel) do not
     # change the model.
-    if (name in MUTABLE_FLAGS and name not in ("episodes", "patience") or
-        value is None or name == "patience" and not value):
+    in_command = (name not in MUTABLE_FLAGS or name == "episodes" or
+                  (name == "patience" and value > 0))
+    if value is None or not in_command:
       continue
     if isinstance(value, bool):
       parts.append(f"--{'' if value else 'no'}{name}")
