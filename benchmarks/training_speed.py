@@ -7,7 +7,8 @@ beside the PyTorch port's step in the same run.
 For Omniglot and mini-ImageNet 5-way K-shot (Ravi config, `ravi.py`: 32
 filters, 1-shot 12 inner steps of batch 5, 5-shot 8 of batch 25, 15 queries
 per class) it prints, for each method and for the fused kernels (`fused`),
-TensorFlow ops (`ops`) and XLA:
+TensorFlow ops (`ops`) and XLA (`--modes=bf16`: the fused kernels with the
+learner's convolutions in bfloat16):
   - meta-training episodes per second (steady state, real tf.data input),
   - the ratio of episode time to the time of the same learner forward and
     backward passes alone (the inner steps + 1 query pass, no meta-learner),
@@ -54,10 +55,12 @@ flags.DEFINE_list("methods", ["meta_lstm"], "Methods to time (--method "
                   "(--shots) with its default options; "
                   "the fused kernel covers meta_lstm only, the others run "
                   "on TensorFlow ops in every mode.")
-MODES = ("fused", "ops", "xla")
-flags.DEFINE_list("modes", list(MODES), "Step variants to time: "
-                  "fused (the default: fused meta-LSTM kernel), ops "
-                  "(TensorFlow ops only), xla (XLA-compiled).")
+MODES = ("fused", "bf16", "ops", "xla")
+flags.DEFINE_list("modes", ["fused", "ops", "xla"], "Step variants to time: "
+                  "fused (the default: fused meta-LSTM kernel), bf16 (fused, "
+                  "and the learner's convolutions in bfloat16: "
+                  "--conv_precision=bfloat16), ops (TensorFlow ops only), "
+                  "xla (XLA-compiled).")
 FLAGS = flags.FLAGS
 
 REFERENCE = pathlib.Path(__file__).with_name("pytorch_reference.py")
@@ -137,7 +140,9 @@ def main(argv):
     for method, mode in itertools.product(names, FLAGS.modes):
       config = common.ravi_config(
           dataset, f"/tmp/metalstm_bench_{dataset}_{mode}", shots=shots,
-          xla=mode == "xla", fused_kernel=mode == "fused", method=method)
+          xla=mode == "xla", fused_kernel=mode in ("fused", "bf16"),
+          conv_precision="bfloat16" if mode == "bf16" else "float32",
+          method=method)
       task, _, trainer, batches = common.build_with_episodes(
           config, FLAGS.data_dir, FLAGS.cache_dir, FLAGS.steps)
       step_time = common.median_seconds_per_call(trainer.train_step, batches,

@@ -10,7 +10,7 @@ from absl import flags as absl_flags
 
 from . import predict as _predict_flags  # noqa: F401 (defines flags)
 from metalstm_tf import methods
-from metalstm_tf.config import LR_SCHEDULES, TrainConfig
+from metalstm_tf.config import CONV_PRECISIONS, LR_SCHEDULES, TrainConfig
 
 FLAGS = absl_flags.FLAGS
 DATASETS = ("omniglot", "mini_imagenet", "cub", "sine")
@@ -86,6 +86,13 @@ absl_flags.DEFINE_integer("multi_step_loss_episodes", 0, "For this many "
                           "loss throughout.")
 absl_flags.DEFINE_integer("filters", None, "Channels of the Conv-4 learner "
                           "(default 32; MAML's Omniglot protocol 64).")
+absl_flags.DEFINE_enum("conv_precision", "float32", list(CONV_PRECISIONS),
+                       "The Conv-4 learner's convolutions: float32, or "
+                       "bfloat16 (inputs, filters and outputs rounded to "
+                       "bfloat16, products summed in float32; faster on "
+                       "CPUs that compute bfloat16 natively, e.g. with AMX, "
+                       "slower on others). Part of the model: a run keeps "
+                       "it.")
 absl_flags.DEFINE_integer("image_size", None, "Train on the dataset's "
                           "images resized (area) to this square size "
                           "(default: the dataset's own, 28 for Omniglot, 84 "
@@ -268,6 +275,7 @@ def _config_from_values(v: dict, present: set, logdir: str) -> TrainConfig:
       test_episodes=_default(v["test_episodes"], 2000 if sine else 600),
       lr=_default(v["lr"], method_defaults.get("lr", 1e-3)), clip=v["clip"],
       filters=_default(v["filters"], method_defaults.get("filters", 32)),
+      conv_precision=v["conv_precision"],
       image_size=v["image_size"], channels=v["channels"],
       multi_step_loss_episodes=v["multi_step_loss_episodes"],
       # Sine: a decaying rate measured best (RESULTS.md).

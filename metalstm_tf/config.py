@@ -5,6 +5,7 @@ import math
 from typing import Any
 
 LR_SCHEDULES = ("constant", "cosine")
+CONV_PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +33,10 @@ class TrainConfig:
       weights annealed from uniform to the last step alone
       (`trainer.multi_step_weights`); 0: the paper's final-step loss.
     filters: channels of the Conv-4 learner.
+    conv_precision: the Conv-4 learner's convolutions in 'float32' (the
+      default) or 'bfloat16' (inputs, filters and outputs rounded to
+      bfloat16, the products summed in float32; faster where the CPU
+      computes bfloat16 natively, e.g. with AMX).
     image_size, channels: train on the dataset's images adapted to this
       size (square) and channel count (`data_prep.adapt`); None: as the
       dataset stores them.
@@ -64,6 +69,7 @@ class TrainConfig:
   lr_schedule: str = "constant"
   multi_step_loss_episodes: int = 0
   filters: int = 32
+  conv_precision: str = "float32"
   image_size: int | None = None
   channels: int | None = None
   xla: bool = False
@@ -115,6 +121,13 @@ class TrainConfig:
     if self.dataset == "sine" and (self.image_size or self.channels):
       raise ValueError("--image_size and --channels apply to image datasets, "
                        "not --dataset=sine.")
+    if self.conv_precision not in CONV_PRECISIONS:
+      raise ValueError(f"--conv_precision must be one of "
+                       f"{', '.join(CONV_PRECISIONS)}, got "
+                       f"{self.conv_precision!r}.")
+    if self.dataset == "sine" and self.conv_precision != "float32":
+      raise ValueError("--conv_precision applies to the Conv-4 learner of "
+                       "the image datasets, not --dataset=sine.")
     if self.lr_schedule not in LR_SCHEDULES:
       raise ValueError(f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}"
                        f", got {self.lr_schedule!r}.")

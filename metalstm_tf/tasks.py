@@ -64,7 +64,8 @@ def image_task(splits: dict[str, SplitData], config: TrainConfig) -> Task:
   split of a cross-domain test)."""
   image_shape = next(iter(splits.values())).image_shape
   learner = Conv4Learner(config.way, image_shape, filters=config.filters,
-                         seed=config.seed, fused=config.fused_kernel)
+                         seed=config.seed, fused=config.fused_kernel,
+                         conv_precision=config.conv_precision)
 
   def train_dataset(start):
     return pipeline.episode_dataset(

@@ -14,6 +14,11 @@ backward (`metalstm_tf/kernels/conv_block.cc`), which neither stores nor
 re-reads the intermediate activations; the values equal `block_tail`'s up to
 rounding (tested, to second order). `standard_ops()` turns it off, e.g. for
 SavedModels.
+
+With `conv_precision="bfloat16"` the convolutions take their input and
+filters rounded to bfloat16, sum the products in float32 (oneDNN) and round
+the output to bfloat16, which is then cast back to float32; their gradients
+are computed the same way. Everything else stays float32.
 """
 
 import keras
@@ -43,12 +48,18 @@ class Conv4Learner(Learner):
     filters: channels of every conv layer.
     seed: seed of the initial weights.
     fused: use the fused block kernel where it is available.
+    conv_precision: "float32" or "bfloat16", the convolutions' inputs.
   """
 
   def __init__(self, way: int, image_shape: tuple[int, int, int],
                filters: int = 32, seed: int | None = None,
-               fused: bool = True, **kwargs):
+               fused: bool = True, conv_precision: str = "float32",
+               **kwargs):
     super().__init__(**kwargs)
+    if conv_precision not in ("float32", "bfloat16"):
+      raise ValueError(f"conv_precision must be 'float32' or 'bfloat16', got "
+                       f"{conv_precision!r}.")
+    self.conv_dtype = tf.as_dtype(conv_precision)
     self.way, self.image_shape, self.filters = way, tuple(image_shape), filters
     self.fused = fused
     self.example_shape = self.image_shape
@@ -94,13 +105,22 @@ class Conv4Learner(Learner):
       x = tf.concat([reference, x], axis=0)
     for i in range(4):
       kernel, bias, gamma, beta = params[4 * i:4 * i + 4]
-      x = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+      x = self._conv(x, kernel)
       fused = (fused_block_tail(x, bias, gamma, beta)
                if self.fused and reference is None else None)
       x = (block_tail(x, bias, gamma, beta, num_reference) if fused is None
            else fused)
     x = tf.reshape(x, [-1, self.feature_size])
     return x if reference is None else x[num_reference:]
+
+  def _conv(self, x, kernel):
+    """3x3 same-padding convolution in `conv_dtype`, output float32."""
+    if self.conv_dtype == tf.float32:
+      return tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+    y = tf.nn.conv2d(tf.cast(x, self.conv_dtype),
+                     tf.cast(kernel, self.conv_dtype), strides=1,
+                     padding="SAME")
+    return tf.cast(y, tf.float32)
 
   def loss(self, outputs, y):
     return tf.reduce_mean(
