@@ -90,8 +90,8 @@ absl_flags.DEFINE_enum("conv_precision", "float32", list(CONV_PRECISIONS),
                        "The Conv-4 learner's convolutions: float32, or "
                        "bfloat16 (inputs, filters and outputs rounded to "
                        "bfloat16, products summed in float32; faster on "
-                       "CPUs that compute bfloat16 natively, e.g. with AMX, "
-                       "slower on others). Part of the model: a run keeps "
+                       "CPUs that compute bfloat16 natively, e.g. with AMX; "
+                       "other numerics). Part of the model: a run keeps "
                        "it.")
 absl_flags.DEFINE_integer("image_size", None, "Train on the dataset's "
                           "images resized (area) to this square size "
