@@ -37,6 +37,8 @@ flags.DEFINE_integer("shots", 1, "Support examples per class.")
 flags.DEFINE_bool("second_order", False, "Second-order meta-gradients.")
 flags.DEFINE_bool("preprocess", True, "Log/sign-preprocess the meta-learner's "
                   "inputs (--nopreprocess: raw).")
+flags.DEFINE_enum("conv_precision", "float32", ["float32", "bfloat16"],
+                  "The learner's convolutions (--conv_precision).")
 flags.DEFINE_bool("profile", True, "Run under the profiler and print the op "
                   "types (--noprofile: the wall time per step alone).")
 flags.DEFINE_integer("steps", 10, "Profiled meta-training steps.")
@@ -76,7 +78,8 @@ def main(argv):
                             preprocess=FLAGS.preprocess)
   config = common.ravi_config(
       FLAGS.dataset, tempfile.mkdtemp(prefix="metalstm_profile_"),
-      shots=FLAGS.shots, xla=False, method_options=options)
+      shots=FLAGS.shots, xla=False, method_options=options,
+      conv_precision=FLAGS.conv_precision)
   _, _, trainer, batches = common.build_with_episodes(
       config, FLAGS.data_dir, FLAGS.cache_dir, FLAGS.steps)
   for b in batches[:3]:  # Trace and warm up.
@@ -91,7 +94,8 @@ def main(argv):
   wall = (time.perf_counter() - start) / FLAGS.steps
   order = "second" if FLAGS.second_order else "first"
   setting = (f"{FLAGS.dataset} 5-way {FLAGS.shots}-shot, {order} order, "
-             f"{'preprocessed' if FLAGS.preprocess else 'raw'} inputs")
+             f"{'preprocessed' if FLAGS.preprocess else 'raw'} inputs, "
+             f"{FLAGS.conv_precision} convolutions")
   if not FLAGS.profile:
     print(f"{setting}: {wall * 1e3:.0f} ms per step (wall)")
     return
