@@ -4,7 +4,8 @@
 
 Builds the default mini-ImageNet 5-way 5-shot run (the paper's protocol: 8
 inner steps on the 25 support images, 15 queries per class, augmentation)
-and prints:
+and prints (`--conv_precision=bfloat16`: with the learner's convolutions in
+bfloat16):
   - meta-training ms per episode (`--train_steps` steps, real tf.data input),
   - validation ms per episode (the trainer's evaluation of
     `--val_episodes` episodes, as every validation does),
@@ -41,6 +42,8 @@ flags.DEFINE_string("cache_dir", None, "Cache directory.")
 flags.DEFINE_integer("train_steps", 20, "Timed meta-training steps.")
 flags.DEFINE_integer("val_episodes", 100, "Validation episodes timed.")
 flags.DEFINE_integer("test_episodes", 600, "Test episodes timed.")
+flags.DEFINE_enum("conv_precision", "float32", ["float32", "bfloat16"],
+                  "The learner's convolutions (--conv_precision).")
 flags.DEFINE_float("matmul_seconds", 5.0, "Seconds of float32 matrix "
                    "products that measure the machine's compute rate.")
 FLAGS = flags.FLAGS
@@ -65,6 +68,7 @@ def main(argv):
                        inner_steps=8, inner_batch_size=25, filters=32,
                        augment=True, val_episodes=FLAGS.val_episodes,
                        test_episodes=FLAGS.test_episodes,
+                       conv_precision=FLAGS.conv_precision,
                        logdir=tempfile.mkdtemp(prefix="metalstm_eval_"))
   task, _, trainer = builder.build(config, FLAGS.data_dir, FLAGS.cache_dir)
   batches = iter(task.train_dataset(0))
@@ -91,7 +95,8 @@ def main(argv):
   episode = conv_flops.evaluation_episode_flops(
       size, channels, config.filters, config.inner_steps,
       config.inner_batch_size, config.way * config.queries) / 1e9
-  print(f"mini-ImageNet 5-way 5-shot: meta-training {train_ms:.0f} ms per "
+  print(f"mini-ImageNet 5-way 5-shot, {FLAGS.conv_precision} "
+        f"convolutions: meta-training {train_ms:.0f} ms per "
         f"episode ({1e3 / train_ms:.2f} episodes/s); validation "
         f"{val_ms:.0f} ms per episode ({val_ms / train_ms:.2f}x training)",
         flush=True)
