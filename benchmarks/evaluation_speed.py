@@ -32,7 +32,7 @@ import metalstm_tf  # noqa: F401  (before TensorFlow: its CPU-kernel setting)
 import tensorflow as tf
 
 from metalstm_tf import builder
-from metalstm_tf.config import TrainConfig
+from metalstm_tf.config import CONV_PRECISIONS, TrainConfig
 
 import common
 import conv_flops
@@ -42,7 +42,7 @@ flags.DEFINE_string("cache_dir", None, "Cache directory.")
 flags.DEFINE_integer("train_steps", 20, "Timed meta-training steps.")
 flags.DEFINE_integer("val_episodes", 100, "Validation episodes timed.")
 flags.DEFINE_integer("test_episodes", 600, "Test episodes timed.")
-flags.DEFINE_enum("conv_precision", "float32", ["float32", "bfloat16"],
+flags.DEFINE_enum("conv_precision", "float32", list(CONV_PRECISIONS),
                   "The learner's convolutions (--conv_precision).")
 flags.DEFINE_float("matmul_seconds", 5.0, "Seconds of float32 matrix "
                    "products that measure the machine's compute rate.")

@@ -27,6 +27,7 @@ import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 import common
+from metalstm_tf.config import CONV_PRECISIONS
 from metalstm_tf.methods.meta_lstm import MetaLSTMOptions
 
 flags.DEFINE_string("data_dir", None, "Dataset directory.")
@@ -37,7 +38,7 @@ flags.DEFINE_integer("shots", 1, "Support examples per class.")
 flags.DEFINE_bool("second_order", False, "Second-order meta-gradients.")
 flags.DEFINE_bool("preprocess", True, "Log/sign-preprocess the meta-learner's "
                   "inputs (--nopreprocess: raw).")
-flags.DEFINE_enum("conv_precision", "float32", ["float32", "bfloat16"],
+flags.DEFINE_enum("conv_precision", "float32", list(CONV_PRECISIONS),
                   "The learner's convolutions (--conv_precision).")
 flags.DEFINE_bool("profile", True, "Run under the profiler and print the op "
                   "types (--noprofile: the wall time per step alone).")
