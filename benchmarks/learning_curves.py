@@ -1,7 +1,8 @@
 """Learning curves of training runs, drawn from their TensorBoard logs.
 
   python benchmarks/learning_curves.py --runs=../runs/runs/mini_imagenet_5w1s_seed0 \
-      --output=learning_curves.png [--labels=NAME,...] [--smooth=500]
+      --output=learning_curves.png [--labels=NAME,...] [--smooth=500] \
+      [--max_episode=6000]
 
 For each run directory (a `--logdir` of `main.py`) it reads the `train/` and
 `val/` event files, plots the training metric (a running mean over
@@ -10,7 +11,8 @@ For each run directory (a `--logdir` of `main.py`) it reads the `train/` and
 run, and writes one PNG. It also prints, per run, the points read and the
 best validation value with its episode. A run resumed after an interruption
 has several event files that may repeat episodes; the value logged last is
-kept.
+kept. `--max_episode` draws (and summarises) only the episodes up to it:
+the first part of a longer run, beside a shorter run of the same budget.
 """
 
 import pathlib
@@ -34,6 +36,8 @@ flags.DEFINE_string("metric", None, "Scalar to plot (default: accuracy if "
 flags.DEFINE_integer("smooth", 500, "Episodes of the training curve's "
                      "running mean.")
 flags.DEFINE_string("title", None, "Figure title.")
+flags.DEFINE_integer("max_episode", None, "Draw only the points up to this "
+                     "episode (default: all).", lower_bound=1)
 FLAGS = flags.FLAGS
 
 
@@ -54,6 +58,17 @@ def running_mean(steps: np.ndarray, values: np.ndarray,
   return (sums[idx] - sums[lo]) / (idx - lo)
 
 
+def up_to(scalars: dict[str, dict[int, float]],
+          max_episode: int | None) -> dict[str, dict[int, float]]:
+  """The scalars' points up to `max_episode` (all if None); a scalar left
+  without points is dropped."""
+  if max_episode is None:
+    return scalars
+  kept = {name: {s: v for s, v in points.items() if s <= max_episode}
+          for name, points in scalars.items()}
+  return {name: points for name, points in kept.items() if points}
+
+
 def main(argv):
   del argv
   if not FLAGS.runs:
@@ -68,6 +83,10 @@ def main(argv):
     if not train and not val:
       raise app.UsageError(f"{run} has no train/ or val/ event files: is it "
                            "a main.py --logdir?")
+    train, val = up_to(train, FLAGS.max_episode), up_to(val, FLAGS.max_episode)
+    if not train and not val:
+      raise app.UsageError(f"{run} logged nothing up to episode "
+                           f"{FLAGS.max_episode}: raise --max_episode.")
     logs.append((train, val))
   metric = FLAGS.metric or (
       "accuracy" if any("accuracy" in t or "accuracy" in v for t, v in logs)

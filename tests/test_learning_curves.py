@@ -34,3 +34,24 @@ def test_learning_curves_of_a_short_run(tmp_path):
   episode = min(logged, key=logged.get)
   assert int(match.group(4)) == episode
   assert abs(float(match.group(3)) - logged[episode]) < 1e-3
+
+  # --max_episode: the first half of the same run, and nothing before the first point.
+  half = tmp_path / "half.png"
+  out = subprocess.run(
+      [sys.executable, "benchmarks/learning_curves.py", f"--runs={run}",
+       f"--output={half}", "--smooth=10", "--max_episode=25"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  match = re.search(r"val mse: (\d+) points, best (\S+) at episode (\d+)",
+                    out.stdout)
+  assert match and int(match.group(1)) == 2, out.stdout
+  early = {e: v for e, v in logged.items() if e <= 25}
+  assert int(match.group(3)) == min(early, key=early.get)
+  assert half.stat().st_size > 10_000
+  out = subprocess.run(
+      [sys.executable, "benchmarks/learning_curves.py", f"--runs={run}",
+       f"--output={tmp_path / 'none.png'}", "--max_episode=1"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode != 0
+  assert "logged nothing up to episode 1" in out.stderr
+  assert not (tmp_path / "none.png").exists()
